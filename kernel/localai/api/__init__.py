@@ -1,0 +1,1 @@
+"""HTTP API blueprints: OpenAI routes, system routes."""

@@ -1,0 +1,405 @@
+"""The OpenAI-compatible routes: models, chat completions, completions, embeddings.
+
+Every route answers with and without the ``/v1`` prefix, as LocalAI does. The streaming hot
+path decodes one gRPC message and writes one SSE event per token: the JSON around the
+token text is encoded once per request, and only the text is encoded per chunk.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+import grpc
+import orjson
+from quart import Blueprint, Response, current_app, request
+
+from ..backends.manager import LoadedModel, ModelManager
+from ..errors import BadRequest
+from ..models.config import ModelConfig
+from ..models.templates import plain_chat_prompt, render, render_chat
+from ..proto import backend_pb2
+from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Sampling, parse
+
+bp = Blueprint("openai", __name__)
+
+DEFAULT_TEMPERATURE = 0.9
+DEFAULT_TOP_P = 0.95
+DEFAULT_TOP_K = 40
+DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def route(rule: str, **options):
+    """Register a view under ``/v1<rule>`` and ``<rule>``."""
+
+    def decorator(func):
+        bp.add_url_rule(f"/v1{rule}", view_func=func, **options)
+        bp.add_url_rule(rule, endpoint=f"{func.__name__}_unprefixed", view_func=func, **options)
+        return func
+
+    return decorator
+
+
+def state():
+    return current_app.extensions["localai"]
+
+
+async def json_body() -> Any:
+    data = await request.get_data()
+    if not data:
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status=status, content_type="application/json")
+
+
+# -- models -----------------------------------------------------------------------------
+
+
+@route("/models", methods=["GET"])
+async def list_models():
+    created = int(state().started_at)
+    data = [
+        {"id": config.name, "object": "model", "created": created, "owned_by": "localai"}
+        for config in state().registry.all()
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+# -- shared helpers ---------------------------------------------------------------------
+
+
+def model_usecases(config: ModelConfig) -> set[str]:
+    """The model's usecases: ``known_usecases``, else those of its backend."""
+    if config.known_usecases is not None:
+        return set(config.known_usecases)
+    spec = state().host.backend(config.backend_name)
+    return set(spec.usecases) if spec else set()
+
+
+def pick_model(requested: str | None, usecase: str) -> str:
+    """The requested model, or (LocalAI's behaviour) the first model that has ``usecase``."""
+    if requested:
+        return requested
+    for config in state().registry.all():
+        if usecase in model_usecases(config):
+            return config.name
+    raise BadRequest(f"no model given and no installed model supports {usecase}", param="model")
+
+
+def predict_options(req: Sampling, config: ModelConfig, limit: int | None) -> backend_pb2.PredictOptions:
+    """PredictOptions from the request, falling back to the model config's defaults."""
+    params = config.parameters
+
+    def pick(value, default, fallback):
+        return value if value is not None else (default if default is not None else fallback)
+
+    options = backend_pb2.PredictOptions(
+        Temperature=pick(req.temperature, params.temperature, DEFAULT_TEMPERATURE),
+        TopP=pick(req.top_p, params.top_p, DEFAULT_TOP_P),
+        TopK=pick(req.top_k, params.top_k, DEFAULT_TOP_K),
+        MinP=pick(req.min_p, params.min_p, 0.0),
+        Tokens=pick(limit, params.max_tokens, 0),
+        FrequencyPenalty=pick(req.frequency_penalty, params.frequency_penalty, 0.0),
+        PresencePenalty=pick(req.presence_penalty, params.presence_penalty, 0.0),
+        Penalty=pick(req.repeat_penalty, params.repeat_penalty, 0.0),
+        StopPrompts=req.stop_list() + list(config.stopwords),
+        Threads=config.threads or state().settings.threads or 0,
+    )
+    seed = pick(req.seed, params.seed, None)
+    if seed is not None:
+        options.Seed = seed
+    if req.grammar:
+        options.Grammar = req.grammar
+    return options
+
+
+def finish_reason(completion_tokens: int, limit: int) -> str:
+    return "length" if limit and completion_tokens >= limit else "stop"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+class Chunks:
+    """Pre-encoded SSE events for one streamed response; only token text is encoded per chunk."""
+
+    MARK = "\x00"
+
+    def __init__(self, base: dict[str, Any], choice_for):
+        self.base = base
+        self.choice_for = choice_for
+        template = orjson.dumps({**base, "choices": [choice_for(self.MARK, None)]})
+        self.head, self.tail = template.split(orjson.dumps(self.MARK), 1)
+        self.head = b"data: " + self.head
+        self.tail = self.tail + b"\n\n"
+
+    def text(self, piece: str) -> bytes:
+        return self.head + orjson.dumps(piece) + self.tail
+
+    def event(self, payload: dict[str, Any]) -> bytes:
+        return b"data: " + orjson.dumps({**self.base, **payload}) + b"\n\n"
+
+
+async def stream_response(
+    manager: ModelManager,
+    model: LoadedModel,
+    options: backend_pb2.PredictOptions,
+    chunks: Chunks,
+    *,
+    opening: list[bytes],
+    closing,
+    limit: int,
+) -> Response:
+    """Start PredictStream, wait for its first reply (so early failures are real HTTP errors),
+    then stream one SSE event per reply. A failure mid-stream becomes an SSE error event."""
+    call = model.stub.PredictStream(options)
+    replies = call.__aiter__()
+    try:
+        first = await replies.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except grpc.aio.AioRpcError as exc:
+        manager.release(model)
+        raise model.rpc_error(exc, "PredictStream") from None
+    except BaseException:
+        call.cancel()
+        manager.release(model)
+        raise
+
+    async def events() -> AsyncIterator[bytes]:
+        completion_tokens = prompt_tokens = pieces = 0
+        try:
+            for item in opening:
+                yield item
+            reply = first
+            while reply is not None:
+                if reply.message:
+                    pieces += 1
+                    yield chunks.text(reply.message.decode("utf-8", "replace"))
+                if reply.tokens:
+                    completion_tokens = reply.tokens
+                if reply.prompt_tokens:
+                    prompt_tokens = reply.prompt_tokens
+                try:
+                    reply = await replies.__anext__()
+                except StopAsyncIteration:
+                    reply = None
+            completion_tokens = completion_tokens or pieces
+            for item in closing(finish_reason(completion_tokens, limit), usage(prompt_tokens, completion_tokens)):
+                yield item
+        except grpc.aio.AioRpcError as exc:
+            error = model.rpc_error(exc, "PredictStream")
+            yield b"data: " + orjson.dumps(error.body()) + b"\n\n"
+        finally:
+            call.cancel()
+            manager.release(model)
+        yield DONE
+
+    response = Response(events(), content_type="text/event-stream", headers=SSE_HEADERS)
+    response.timeout = None
+    return response
+
+
+async def predict(model: LoadedModel, options: backend_pb2.PredictOptions) -> backend_pb2.Reply:
+    try:
+        return await model.stub.Predict(options)
+    except grpc.aio.AioRpcError as exc:
+        raise model.rpc_error(exc, "Predict") from None
+
+
+# -- chat -------------------------------------------------------------------------------
+
+
+def chat_options(req: ChatCompletionRequest, config: ModelConfig) -> backend_pb2.PredictOptions:
+    options = predict_options(req, config, req.token_limit)
+    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    if config.system_prompt and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": config.system_prompt})
+    template = config.template
+    if template.use_tokenizer_template:
+        options.UseTokenizerTemplate = True
+        options.Messages.extend(backend_pb2.Message(role=m["role"], content=m["content"]) for m in messages)
+    elif template.chat:
+        options.Prompt = render_chat(template.chat, state().settings.models_path, messages, config.system_prompt)
+    else:
+        options.Prompt = plain_chat_prompt(messages)
+    return options
+
+
+@route("/chat/completions", methods=["POST"])
+async def chat_completions():
+    body = await json_body()
+    req = parse(ChatCompletionRequest, body)
+    app_state = state()
+    name = pick_model(req.model, "chat")
+    config = app_state.manager.config(name)
+    options = chat_options(req, config)
+    app_state.host.before_inference(body)
+    limit = options.Tokens
+    model = await app_state.manager.acquire(name)
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}
+
+    if req.stream:
+        base["object"] = "chat.completion.chunk"
+        chunks = Chunks(base, lambda text, reason: {"index": 0, "delta": {"content": text}, "finish_reason": reason})
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        def closing(reason: str, totals: dict[str, int]):
+            yield chunks.event({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+            if include_usage:
+                yield chunks.event({"choices": [], "usage": totals})
+            app_state.host.after_inference(body, {"finish_reason": reason, "usage": totals})
+
+        opening = [chunks.event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                              "finish_reason": None}]})]
+        return await stream_response(app_state.manager, model, options, chunks, opening=opening,
+                                     closing=closing, limit=limit)
+
+    try:
+        reply = await predict(model, options)
+    finally:
+        app_state.manager.release(model)
+    text = reply.message.decode("utf-8", "replace")
+    totals = usage(reply.prompt_tokens, reply.tokens)
+    result = {
+        **base,
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": finish_reason(reply.tokens, limit)}],
+        "usage": totals,
+    }
+    app_state.host.after_inference(body, result)
+    return json_response(result)
+
+
+# -- completions ------------------------------------------------------------------------
+
+
+def completion_prompt(prompt: str, config: ModelConfig) -> str:
+    if config.template.completion:
+        return render(config.template.completion, state().settings.models_path, input=prompt)
+    return prompt
+
+
+@route("/completions", methods=["POST"])
+async def completions():
+    body = await json_body()
+    req = parse(CompletionRequest, body)
+    app_state = state()
+    name = pick_model(req.model, "completion")
+    config = app_state.manager.config(name)
+    prompts = req.prompts()
+    base_options = predict_options(req, config, req.token_limit)
+    limit = base_options.Tokens
+    app_state.host.before_inference(body)
+    base = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}
+
+    if req.stream:
+        if len(prompts) > 1:
+            raise BadRequest("streaming supports a single prompt", param="prompt")
+        base["object"] = "text_completion"
+        options = backend_pb2.PredictOptions()
+        options.CopyFrom(base_options)
+        options.Prompt = completion_prompt(prompts[0], config)
+        chunks = Chunks(base, lambda text, reason: {"index": 0, "text": text, "logprobs": None,
+                                                    "finish_reason": reason})
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        def closing(reason: str, totals: dict[str, int]):
+            yield chunks.event({"choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": reason}]})
+            if include_usage:
+                yield chunks.event({"choices": [], "usage": totals})
+            app_state.host.after_inference(body, {"finish_reason": reason, "usage": totals})
+
+        opening = [chunks.text(prompts[0])] if req.echo else []
+        model = await app_state.manager.acquire(name)
+        return await stream_response(app_state.manager, model, options, chunks, opening=opening,
+                                     closing=closing, limit=limit)
+
+    choices = []
+    prompt_tokens = completion_tokens = 0
+    async with app_state.manager.use(name) as model:
+        for index, prompt in enumerate(prompts):
+            options = backend_pb2.PredictOptions()
+            options.CopyFrom(base_options)
+            options.Prompt = completion_prompt(prompt, config)
+            reply = await predict(model, options)
+            text = reply.message.decode("utf-8", "replace")
+            choices.append({"index": index, "text": (prompt + text) if req.echo else text, "logprobs": None,
+                            "finish_reason": finish_reason(reply.tokens, limit)})
+            prompt_tokens += reply.prompt_tokens
+            completion_tokens += reply.tokens
+    result = {**base, "object": "text_completion", "choices": choices,
+              "usage": usage(prompt_tokens, completion_tokens)}
+    app_state.host.after_inference(body, result)
+    return json_response(result)
+
+
+# -- embeddings -------------------------------------------------------------------------
+
+
+def vector_of(result: backend_pb2.EmbeddingResult) -> list[float]:
+    """One flat vector; per-token results are mean-pooled."""
+    values = list(result.embeddings)
+    dim = result.dim
+    per_token = result.layout == backend_pb2.EMBEDDING_LAYOUT_PER_TOKEN or (result.tokens > 1 and dim)
+    if per_token and dim and len(values) > dim and len(values) % dim == 0:
+        rows = len(values) // dim
+        return [sum(values[r * dim + c] for r in range(rows)) / rows for c in range(dim)]
+    return values
+
+
+def encode_vector(values: list[float], encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":
+        return base64.b64encode(array.array("f", values).tobytes()).decode("ascii")
+    return values
+
+
+@route("/embeddings", methods=["POST"])
+async def embeddings():
+    body = await json_body()
+    req = parse(EmbeddingRequest, body)
+    app_state = state()
+    name = pick_model(req.model, "embeddings")
+    app_state.manager.config(name)
+    app_state.host.before_inference(body)
+    data = []
+    prompt_tokens = 0
+    async with app_state.manager.use(name) as model:
+        for index, item in enumerate(req.inputs()):
+            options = backend_pb2.PredictOptions()
+            if isinstance(item, str):
+                options.Prompt = item
+            else:
+                options.EmbeddingTokens.extend(item)
+            try:
+                result = await model.stub.Embedding(options)
+            except grpc.aio.AioRpcError as exc:
+                raise model.rpc_error(exc, "Embedding") from None
+            values = vector_of(result)
+            if req.dimensions is not None:
+                if req.dimensions > len(values):
+                    raise BadRequest(f"dimensions must be at most {len(values)} for this model", param="dimensions")
+                values = values[: req.dimensions]
+            prompt_tokens += result.prompt_tokens
+            data.append({"object": "embedding", "index": index,
+                         "embedding": encode_vector(values, req.encoding_format)})
+    result = {"object": "list", "data": data, "model": name,
+              "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+    app_state.host.after_inference(body, result)
+    return json_response(result)

@@ -1,0 +1,141 @@
+"""Request schemas of the OpenAI endpoints (pydantic), with LocalAI's extras."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import BadRequest
+
+
+class Request(BaseModel):
+    """Unknown fields are accepted and ignored, as OpenAI clients send many."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class StreamOptions(Request):
+    include_usage: bool = False
+
+
+class Sampling(Request):
+    """Sampling settings shared by chat and completions."""
+
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    repeat_penalty: float | None = Field(default=None, ge=0)
+    n: int = Field(default=1, ge=1, le=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    grammar: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value):
+        if isinstance(value, list) and len(value) > 16:
+            raise ValueError("at most 16 stop sequences are allowed")
+        return value
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
+
+
+class ContentPart(Request):
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(Request):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        """The message's text; only text content parts are supported."""
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        texts = []
+        for part in self.content:
+            if part.type != "text":
+                raise BadRequest(f"content parts of type {part.type!r} are not supported by this model", param="messages")
+            texts.append(part.text or "")
+        return "\n".join(texts)
+
+
+class ChatCompletionRequest(Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str] = Field(...)
+    echo: bool = False
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_tokens
+
+    def prompts(self) -> list[str]:
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        if not self.prompt:
+            raise BadRequest("prompt must not be an empty list", param="prompt")
+        return list(self.prompt)
+
+
+class EmbeddingRequest(Request):
+    model: str | None = None
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+    def inputs(self) -> list[str | list[int]]:
+        """Each input as text or as a list of token ids."""
+        value = self.input
+        if isinstance(value, str):
+            return [value]
+        if not value:
+            raise BadRequest("input must not be empty", param="input")
+        if all(isinstance(item, int) for item in value):
+            return [list(value)]  # one tokenised input
+        return list(value)
+
+
+class ModelRequest(Request):
+    model: str
+
+
+class TokenizeRequest(Request):
+    model: str
+    content: str
+
+
+def parse(schema: type[Request], body: Any) -> Any:
+    """Validate a JSON body against ``schema``; bad input is a 400 in the OpenAI shape."""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    try:
+        return schema.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or None
+        message = f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
+        if len(exc.errors()) > 1:
+            message += f" (and {len(exc.errors()) - 1} more problems)"
+        raise BadRequest(message, param=where, code="invalid_value") from None

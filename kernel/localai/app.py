@@ -1,0 +1,82 @@
+"""The Quart application: state on the app, blueprints, errors in the OpenAI shape."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import orjson
+from quart import Quart, Response
+from werkzeug.exceptions import HTTPException
+
+from .api import openai, system
+from .backends.manager import ModelManager
+from .errors import APIError
+from .host import PluginHost
+from .models.registry import ModelRegistry
+from .settings import Settings
+
+log = logging.getLogger("localai.app")
+
+
+@dataclass
+class AppState:
+    """Everything a request handler needs, kept on ``app.extensions["localai"]``."""
+
+    settings: Settings
+    host: PluginHost
+    registry: ModelRegistry
+    manager: ModelManager
+    started_at: float = field(default_factory=time.time)
+    ready: bool = False
+
+
+def error_response(error: APIError) -> Response:
+    return Response(
+        orjson.dumps(error.body()), status=error.status, content_type="application/json", headers=error.headers
+    )
+
+
+def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
+    """Build the app: load plugins and model configs, register routes and lifecycle hooks."""
+    host = host or PluginHost(settings)
+    registry = ModelRegistry(settings.models_path, host.model_configs())
+    manager = ModelManager(host, registry, settings)
+
+    app = Quart("localai", static_folder=None)
+    app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=600, MAX_CONTENT_LENGTH=64 * 1024 * 1024)
+    app.extensions["localai"] = AppState(settings, host, registry, manager)
+    app.register_blueprint(openai.bp)
+    app.register_blueprint(system.bp)
+
+    @app.errorhandler(APIError)
+    async def api_error(error: APIError):
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException):
+        kind = "invalid_request_error" if (error.code or 500) < 500 else "server_error"
+        return error_response(APIError(error.description or error.name, status=error.code, type=kind))
+
+    @app.errorhandler(Exception)
+    async def unexpected_error(error: Exception):
+        log.exception("unhandled error: %s", error)
+        return error_response(APIError(f"internal error: {type(error).__name__}: {error}", status=500))
+
+    @app.before_serving
+    async def startup():
+        manager.start()
+        await host.lifecycle("localai_startup", app)
+        app.extensions["localai"].ready = True
+
+    @app.after_serving
+    async def shutdown():
+        app.extensions["localai"].ready = False
+        try:
+            await host.lifecycle("localai_shutdown", app)
+        finally:
+            await manager.shutdown()
+
+    host.register_routes(app)
+    return app

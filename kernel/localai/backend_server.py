@@ -1,0 +1,128 @@
+"""Bootstrap shared by Python backend processes: ``serve(servicer)`` runs a gRPC ``backend.Backend``.
+
+Handles ``--addr``, the 50 MB message limits, ``PYTHON_GRPC_MAX_WORKERS``, optional bearer-token
+auth (``LOCALAI_GRPC_AUTH_TOKEN``), SIGTERM/SIGINT shutdown and the parent watch. Imports only the
+stdlib, grpc and the generated stubs, so backends start fast and stay free of the web stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from localai.proto import backend_pb2_grpc
+
+DEFAULT_ADDR = "127.0.0.1:50051"
+MAX_MESSAGE_BYTES = 50 * 1024 * 1024
+AUTH_TOKEN_ENV = "LOCALAI_GRPC_AUTH_TOKEN"
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+class BearerAuthInterceptor(grpc.ServerInterceptor):
+    """Rejects calls whose ``authorization`` metadata is not ``Bearer <token>`` (UNAUTHENTICATED)."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation, handler_call_details):
+        """Pass authorised calls through; answer others with an aborting handler of the same shape."""
+        got = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(str(got).encode(), self._expected):
+            return continuation(handler_call_details)
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+
+        def deny(_request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid or missing bearer token")
+
+        kinds = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }
+        make = kinds[(handler.request_streaming, handler.response_streaming)]
+        return make(deny, handler.request_deserializer, handler.response_serializer)
+
+
+def check_identity(request_identity: str, loaded: str, context) -> bool:
+    """Abort with NOT_FOUND when a non-empty ``ModelIdentity`` differs from the loaded model."""
+    if request_identity and request_identity != loaded:
+        context.abort(
+            grpc.StatusCode.NOT_FOUND,
+            f"model identity mismatch: request for {request_identity!r}, loaded {loaded!r}",
+        )
+        return False  # only reached with a context whose abort does not raise
+    return True
+
+
+def _env_flag(name: str, default: bool = True) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def start_parent_watch(interval: float | None = None) -> threading.Thread:
+    """Start a daemon thread that exits this process when its parent process goes away."""
+    if interval is None:
+        interval = float(os.environ.get("LOCALAI_BACKEND_PARENT_WATCH_INTERVAL", "1.0"))
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    thread = threading.Thread(target=watch, name="localai-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def build_server(servicer, max_workers: int | None = None) -> grpc.Server:
+    """Create (not start) a gRPC server with LocalAI's limits, auth and the servicer registered."""
+    workers = max_workers or int(os.environ.get("PYTHON_GRPC_MAX_WORKERS", "8"))
+    token = os.environ.get(AUTH_TOKEN_ENV, "")
+    interceptors = [BearerAuthInterceptor(token)] if token else []
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=workers), options=GRPC_OPTIONS, interceptors=interceptors
+    )
+    backend_pb2_grpc.add_BackendServicer_to_server(servicer, server)
+    return server
+
+
+def serve(servicer, argv=None, *, prog: str = "localai-backend", max_workers: int | None = None) -> None:
+    """Serve ``servicer`` on ``--addr`` until SIGTERM/SIGINT (or the parent dies), then return."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--addr", default=DEFAULT_ADDR, help="HOST:PORT to listen on")
+    args, _unknown = parser.parse_known_args(argv)
+
+    server = build_server(servicer, max_workers)
+    if not server.add_insecure_port(args.addr):
+        raise SystemExit(f"{prog}: cannot bind {args.addr}")
+    server.start()
+
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    if _env_flag("LOCALAI_BACKEND_PARENT_WATCH"):
+        start_parent_watch()
+
+    print(f"{prog} listening on {args.addr}", file=sys.stderr, flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop(2).wait()

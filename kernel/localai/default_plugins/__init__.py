@@ -1,0 +1,1 @@
+"""Built-in plugins, registered the same way as outside ones."""

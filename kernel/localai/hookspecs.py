@@ -1,0 +1,91 @@
+"""The plugin API: hook specifications of the ``localai`` pluggy project.
+
+Plugins are modules (or objects) with functions decorated by ``localai.hookimpl`` and are
+found through the ``localai`` entry-point group. Hooks register things; the objects they
+return do the work. No hook is called per token.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import click
+    from quart import Quart
+
+    from .backends.process import BackendHandle
+    from .backends.spec import BackendSpec
+    from .settings import Settings
+
+hookspec = pluggy.HookspecMarker("localai")
+
+
+@hookspec
+def localai_backends(settings: "Settings") -> Iterable["BackendSpec"]:
+    """Return the backends this plugin provides (discovery).
+
+    Each item is a :class:`localai.backends.spec.BackendSpec`: a name, the usecases it
+    serves and the argv that starts its gRPC server (``{addr}`` is substituted). Two
+    plugins returning the same backend name is a configuration error.
+    """
+
+
+@hookspec(firstresult=True)
+def localai_launch_backend(
+    spec: "BackendSpec", addr: str, settings: "Settings", model: str
+) -> "BackendHandle | None":
+    """Start the process for ``spec`` serving gRPC on ``addr`` and return its handle.
+
+    The first non-None result wins. The built-in implementation (``trylast``) starts a local
+    subprocess; a plugin can place the backend elsewhere (another host, a cluster) by
+    returning any object that satisfies :class:`localai.backends.process.BackendHandle`.
+    """
+
+
+@hookspec
+def localai_model_configs(settings: "Settings") -> Iterable[dict[str, Any]]:
+    """Return model configs this plugin ships, as LocalAI-style YAML mappings.
+
+    Use it for default models whose files come from an installed package. Configs in the
+    models directory win over plugin configs of the same name.
+    """
+
+
+@hookspec
+def localai_gallery_sources(settings: "Settings") -> Iterable[Any]:
+    """Return backend and model gallery sources (``{"name", "url"}`` mappings)."""
+
+
+@hookspec
+def localai_before_inference(request: dict[str, Any]) -> None:
+    """Observe or adjust one inference request (its parsed body) before it is sent.
+
+    Called once per request, never per token, and only when some plugin implements it.
+    """
+
+
+@hookspec
+def localai_after_inference(request: dict[str, Any], result: dict[str, Any]) -> None:
+    """Observe one finished inference request and its (non-streamed or summary) result."""
+
+
+@hookspec
+def localai_register_routes(app: "Quart") -> None:
+    """Register extra HTTP routes or blueprints on the Quart app."""
+
+
+@hookspec
+def localai_register_commands(cli: "click.Group") -> None:
+    """Add commands to the ``local-ai`` CLI group."""
+
+
+@hookspec
+def localai_startup(app: "Quart") -> Any:
+    """Called once when the server starts; may return an awaitable."""
+
+
+@hookspec
+def localai_shutdown(app: "Quart") -> Any:
+    """Called once when the server stops; may return an awaitable."""

@@ -1,0 +1,104 @@
+"""PluginHost: the typed facade the rest of the kernel uses to talk to plugins."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+from .backends.spec import BackendSpec
+from .errors import ConfigError
+from .plugins import PluginInfo, call_each, load_plugins, new_plugin_manager
+from .settings import Settings
+
+log = logging.getLogger("localai.host")
+
+
+class PluginHost:
+    """Loads plugins once and answers: which backends, which default models, launch this."""
+
+    def __init__(self, settings: Settings, lenient: bool = False):
+        """Load plugins. A backend name registered twice raises ConfigError, unless ``lenient``
+        (for listing), where the second registration is recorded as that plugin's error."""
+        self.settings = settings
+        self.lenient = lenient
+        self.pm = new_plugin_manager()
+        self.plugins: dict[str, PluginInfo] = load_plugins(self.pm, settings)
+        self.backends: dict[str, BackendSpec] = self._collect_backends()
+        self._aliases = self._collect_aliases()
+        self.has_inference_hooks = bool(
+            self.pm.hook.localai_before_inference.get_hookimpls()
+            or self.pm.hook.localai_after_inference.get_hookimpls()
+        )
+
+    def _collect_backends(self) -> dict[str, BackendSpec]:
+        specs: dict[str, BackendSpec] = {}
+        for plugin, spec in call_each(
+            self.pm, "localai_backends", self.plugins, self.settings.strict_plugins, settings=self.settings
+        ):
+            if not isinstance(spec, BackendSpec):
+                log.error("plugin %s returned a %s from localai_backends, not a BackendSpec", plugin, type(spec))
+                continue
+            spec = BackendSpec(**{**spec.__dict__, "plugin": plugin})
+            other = specs.get(spec.name)
+            if other is not None:
+                message = (
+                    f"backend {spec.name!r} is registered by two plugins: {other.plugin!r} and {plugin!r}; "
+                    "disable one with LOCALAI_DISABLE_PLUGINS"
+                )
+                if not self.lenient:
+                    raise ConfigError(message)
+                if plugin in self.plugins:
+                    self.plugins[plugin].error = message
+                continue
+            specs[spec.name] = spec
+            if plugin in self.plugins:
+                self.plugins[plugin].backends.append(spec.name)
+        return specs
+
+    def _collect_aliases(self) -> dict[str, str]:
+        aliases: dict[str, str] = {}
+        for spec in self.backends.values():
+            for alias in spec.aliases:
+                if alias not in self.backends:
+                    aliases.setdefault(alias, spec.name)
+        return aliases
+
+    def backend(self, name: str) -> BackendSpec | None:
+        """The backend registered under ``name`` or one of its aliases."""
+        spec = self.backends.get(name)
+        if spec is None and name in self._aliases:
+            spec = self.backends.get(self._aliases[name])
+        return spec
+
+    def model_configs(self) -> list[tuple[str, dict[str, Any]]]:
+        """Model configs shipped by plugins, as ``(plugin, mapping)``."""
+        return list(
+            call_each(
+                self.pm, "localai_model_configs", self.plugins, self.settings.strict_plugins, settings=self.settings
+            )
+        )
+
+    def launch(self, spec: BackendSpec, addr: str, model: str):
+        """Start a backend process through the ``localai_launch_backend`` hook."""
+        return self.pm.hook.localai_launch_backend(spec=spec, addr=addr, settings=self.settings, model=model)
+
+    def before_inference(self, request: dict[str, Any]) -> None:
+        if self.has_inference_hooks:
+            self.pm.hook.localai_before_inference(request=request)
+
+    def after_inference(self, request: dict[str, Any], result: dict[str, Any]) -> None:
+        if self.has_inference_hooks:
+            self.pm.hook.localai_after_inference(request=request, result=result)
+
+    def register_routes(self, app) -> None:
+        self.pm.hook.localai_register_routes(app=app)
+
+    def register_commands(self, cli) -> None:
+        self.pm.hook.localai_register_commands(cli=cli)
+
+    async def lifecycle(self, hook_name: str, app) -> None:
+        """Run ``localai_startup``/``localai_shutdown``, awaiting any awaitables they return."""
+        for result in getattr(self.pm.hook, hook_name)(app=app):
+            if inspect.isawaitable(result):
+                await result

@@ -1,0 +1,64 @@
+"""Serving the app with Hypercorn: logging, signals, graceful stop of every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from .settings import Settings
+
+log = logging.getLogger("localai")
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr with timestamps; ``level`` is a name like "info" or "debug"."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    host, port = settings.host_port
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = logging.getLogger("localai.access") if settings.log_level == "debug" else None
+    config.errorlog = logging.getLogger("localai.http")
+    config.graceful_timeout = settings.stop_grace
+    config.keep_alive_timeout = 120
+    return config
+
+
+async def serve(settings: Settings) -> None:
+    """Run the server until SIGINT/SIGTERM, then stop every backend."""
+    from .app import create_app
+
+    app = create_app(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    @app.before_serving
+    async def announce():
+        host, port = settings.host_port
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        state = app.extensions["localai"]
+        log.info("models: %s", ", ".join(c.name for c in state.registry.all()) or "none (add YAML files to %s)"
+                 % settings.models_path)
+        log.info("LocalAI API is listening on http://%s:%d (OpenAI base URL http://%s:%d/v1)", shown, port, shown, port)
+
+    await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)
+    log.info("server stopped")
+
+
+def run(settings: Settings) -> None:
+    setup_logging(settings.log_level)
+    asyncio.run(serve(settings))

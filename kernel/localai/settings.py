@@ -1,0 +1,106 @@
+"""Settings: the server's configuration, from CLI flags and LocalAI's environment names."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Read a boolean environment variable ("1", "true", "yes", "on" are true)."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_list(name: str) -> list[str]:
+    """Read a comma- or whitespace-separated list from the environment."""
+    return split_list(os.environ.get(name, ""))
+
+
+def split_list(value: str | None) -> list[str]:
+    """Split "a,b c" into ["a", "b", "c"]."""
+    if not value:
+        return []
+    return [item for item in value.replace(",", " ").split() if item]
+
+
+def parse_duration(value: str | float | int | None, default: float = 0.0) -> float:
+    """Parse "15m", "30s", "2h", "500ms" or a number of seconds."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = value.strip().lower()
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+@dataclass
+class Settings:
+    """Everything the kernel needs to know at start-up; kept on the app as ``app.extensions["localai"]``."""
+
+    address: str = "127.0.0.1:8080"
+    models_path: Path = Path("models")
+    backends_path: Path = Path("backends")
+    threads: int = 0
+    context_size: int = 0
+    log_level: str = "info"
+    external_grpc_backends: list[str] = field(default_factory=list)
+    single_active_backend: bool = False
+    max_active_backends: int = 0
+    idle_timeout: float = 0.0  # seconds; 0 disables the idle watchdog
+    watchdog_interval: float = 5.0
+    health_timeout: float = 40.0
+    load_timeout: float = 600.0
+    stop_grace: float = 10.0
+    free_timeout: float = 5.0
+    load_plugins: list[str] | None = None
+    disable_plugins: list[str] = field(default_factory=list)
+    strict_plugins: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        """Build settings from LocalAI's environment variables, then apply overrides."""
+        load = os.environ.get("LOCALAI_LOAD_PLUGINS")
+        values = dict(
+            address=os.environ.get("LOCALAI_ADDRESS") or os.environ.get("ADDRESS") or "127.0.0.1:8080",
+            models_path=Path(os.environ.get("LOCALAI_MODELS_PATH") or os.environ.get("MODELS_PATH") or "models"),
+            backends_path=Path(
+                os.environ.get("LOCALAI_BACKENDS_PATH") or os.environ.get("BACKENDS_PATH") or "backends"
+            ),
+            threads=int(os.environ.get("LOCALAI_THREADS") or 0),
+            context_size=int(os.environ.get("LOCALAI_CONTEXT_SIZE") or 0),
+            log_level=os.environ.get("LOCALAI_LOG_LEVEL") or "info",
+            external_grpc_backends=env_list("LOCALAI_EXTERNAL_GRPC_BACKENDS"),
+            single_active_backend=env_bool("LOCALAI_SINGLE_ACTIVE_BACKEND"),
+            max_active_backends=int(os.environ.get("LOCALAI_MAX_ACTIVE_BACKENDS") or 0),
+            idle_timeout=(
+                parse_duration(os.environ.get("LOCALAI_WATCHDOG_IDLE_TIMEOUT"), 15 * 60)
+                if env_bool("LOCALAI_WATCHDOG_IDLE")
+                else 0.0
+            ),
+            watchdog_interval=parse_duration(os.environ.get("LOCALAI_WATCHDOG_INTERVAL"), 5.0),
+            health_timeout=parse_duration(os.environ.get("LOCALAI_BACKEND_HEALTH_TIMEOUT"), 40.0),
+            stop_grace=parse_duration(os.environ.get("LOCALAI_BACKEND_STOP_GRACE"), 10.0),
+            load_plugins=split_list(load) if load is not None else None,
+            disable_plugins=env_list("LOCALAI_DISABLE_PLUGINS"),
+            strict_plugins=env_bool("LOCALAI_STRICT_PLUGINS"),
+        )
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    @property
+    def max_loaded(self) -> int:
+        """How many models may be loaded at once (0 = unlimited)."""
+        return 1 if self.single_active_backend else self.max_active_backends
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """The bind address split into host and port; an empty host (":8080") binds all interfaces."""
+        host, _, port = self.address.rpartition(":")
+        return (host or "0.0.0.0"), int(port or 8080)

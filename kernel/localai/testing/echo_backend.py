@@ -1,0 +1,166 @@
+"""A deterministic echo backend for tests and as a minimal example for backend authors.
+
+Run: ``python -m localai.testing.echo_backend --addr 127.0.0.1:PORT``.
+
+Knobs (``options:`` of the model, sent as ``ModelOptions.Options`` ``"key:value"`` strings):
+``load_log:PATH`` (append ``"<pid> <Model>"`` per LoadModel call), ``load_delay:S``,
+``token_delay:S`` (between streamed words), ``dim:N`` (embedding size, default 8),
+``free_log:PATH`` (append ``"<pid> free"`` per Free call). A Model/ModelFile containing
+``fail-load`` is refused. Env ``ECHO_HEALTH_DELAY=S`` delays serving at start.
+Input triggers: ``CRASH_NOW`` (exit 3 before replying), ``CRASH_MIDSTREAM`` (exit 3 after two
+streamed words), ``ERROR_NOW`` (gRPC INTERNAL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import struct
+import sys
+import threading
+import time
+import zlib
+
+import grpc
+
+from localai.backend_server import check_identity, serve
+from localai.proto import backend_pb2 as pb
+from localai.proto import backend_pb2_grpc
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def _input_text(request) -> str:
+    """The text the model would see: the prompt, or the chat messages as ``role: content`` lines."""
+    if request.UseTokenizerTemplate:
+        return "\n".join(f"{m.role}: {m.content}" for m in request.Messages)
+    return request.Prompt
+
+
+def _echo_source(request) -> str:
+    """What gets echoed: the last user message (chat) or the prompt."""
+    if request.UseTokenizerTemplate:
+        for m in reversed(request.Messages):
+            if m.role == "user":
+                return m.content
+        return request.Messages[-1].content if request.Messages else ""
+    return request.Prompt
+
+
+def _embed(seed: bytes, dim: int) -> list[float]:
+    """Unit-norm vector derived from sha256(seed) in counter mode."""
+    values = []
+    for i in range(dim):
+        (n,) = struct.unpack(">Q", hashlib.sha256(seed + i.to_bytes(4, "big")).digest()[:8])
+        values.append(n / 2**63 - 1.0)
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+class EchoBackend(backend_pb2_grpc.BackendServicer):
+    """Servicer that echoes prompts; every reply is a pure function of the request and options."""
+
+    def __init__(self) -> None:
+        self.model = ""
+        self.options: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def Health(self, request, context):
+        return pb.Reply(message=b"OK")
+
+    def LoadModel(self, request, context):
+        opts = dict(o.split(":", 1) if ":" in o else (o, "") for o in request.Options)
+        if "load_delay" in opts:
+            time.sleep(float(opts["load_delay"]))
+        if "load_log" in opts:
+            _append(opts["load_log"], f"{os.getpid()} {request.Model}")
+        name = request.ModelFile or request.Model
+        if "fail-load" in request.ModelFile or "fail-load" in request.Model:
+            return pb.Result(success=False, message=f"echo: refusing to load {name}")
+        with self._lock:
+            self.model, self.options = request.Model, opts
+        return pb.Result(success=True, message="loaded")
+
+    def Free(self, request, context):
+        if "free_log" in self.options:
+            _append(self.options["free_log"], f"{os.getpid()} free")
+        return pb.Result(success=True, message="freed")
+
+    def Status(self, request, context):
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return pb.StatusResponse(
+            state=pb.StatusResponse.READY, memory=pb.MemoryUsageData(total=rss, breakdown={"rss": rss})
+        )
+
+    # -- text ------------------------------------------------------------------------------------
+    def _prepare(self, request, context) -> tuple[list[str], int]:
+        """Check identity and triggers; return (reply words, prompt word count)."""
+        check_identity(request.ModelIdentity, self.model, context)
+        text = _input_text(request)
+        if "CRASH_NOW" in text:
+            os._exit(3)
+        if "ERROR_NOW" in text:
+            context.abort(grpc.StatusCode.INTERNAL, "echo: requested error")
+        reply = "echo: " + _echo_source(request)
+        for stop in request.StopPrompts:
+            if stop and stop in reply:
+                reply = reply[: reply.index(stop)]
+        words = reply.split()
+        if request.Tokens > 0:
+            words = words[: request.Tokens]
+        return words, len(text.split())
+
+    def Predict(self, request, context):
+        words, prompt_tokens = self._prepare(request, context)
+        return pb.Reply(message=" ".join(words).encode(), tokens=len(words), prompt_tokens=prompt_tokens)
+
+    def PredictStream(self, request, context):
+        words, prompt_tokens = self._prepare(request, context)
+        crash = "CRASH_MIDSTREAM" in _input_text(request)
+        delay = float(self.options.get("token_delay", 0) or 0)
+        for i, word in enumerate(words):
+            if crash and i == 2:
+                time.sleep(0.2)  # let the two words reach the client first
+                os._exit(3)
+            if i and delay:
+                time.sleep(delay)
+            yield pb.Reply(message=(word if i == len(words) - 1 else word + " ").encode())
+        if crash:
+            time.sleep(0.2)
+            os._exit(3)
+        yield pb.Reply(message=b"", tokens=len(words), prompt_tokens=prompt_tokens)
+
+    def Embedding(self, request, context):
+        check_identity(request.ModelIdentity, self.model, context)
+        dim = int(self.options.get("dim", 8) or 8)
+        if request.EmbeddingTokens:
+            seed, count = " ".join(map(str, request.EmbeddingTokens)).encode(), len(request.EmbeddingTokens)
+        else:
+            seed, count = request.Prompt.encode(), len(request.Prompt.split())
+        return pb.EmbeddingResult(
+            embeddings=_embed(seed, dim), tokens=1, dim=dim, prompt_tokens=count,
+            layout=pb.EMBEDDING_LAYOUT_FINAL,
+        )
+
+    def TokenizeString(self, request, context):
+        check_identity(request.ModelIdentity, self.model, context)
+        tokens = [zlib.crc32(w.encode()) % 50000 for w in _input_text(request).split()]
+        return pb.TokenizationResponse(length=len(tokens), tokens=tokens)
+
+
+def main(argv=None) -> None:
+    """Entry point: optional start-up delay, then serve the echo backend."""
+    delay = float(os.environ.get("ECHO_HEALTH_DELAY", "0") or 0)
+    if delay > 0:
+        time.sleep(delay)
+    serve(EchoBackend(), argv if argv is not None else sys.argv[1:], prog="echo-backend")
+
+
+if __name__ == "__main__":
+    main()

