@@ -175,7 +175,7 @@ async def stream_response(
         first = None
     except grpc.aio.AioRpcError as exc:
         manager.release(model)
-        raise model.rpc_error(exc, "PredictStream") from None
+        raise await model.rpc_error(exc, "PredictStream") from None
     except BaseException:
         call.cancel()
         manager.release(model)
@@ -203,7 +203,7 @@ async def stream_response(
             for item in closing(finish_reason(completion_tokens, limit), usage(prompt_tokens, completion_tokens)):
                 yield item
         except grpc.aio.AioRpcError as exc:
-            error = model.rpc_error(exc, "PredictStream")
+            error = await model.rpc_error(exc, "PredictStream")
             yield b"data: " + orjson.dumps(error.body()) + b"\n\n"
         finally:
             call.cancel()
@@ -219,7 +219,7 @@ async def predict(model: LoadedModel, options: backend_pb2.PredictOptions) -> ba
     try:
         return await model.stub.Predict(options)
     except grpc.aio.AioRpcError as exc:
-        raise model.rpc_error(exc, "Predict") from None
+        raise await model.rpc_error(exc, "Predict") from None
 
 
 # -- chat -------------------------------------------------------------------------------
@@ -390,7 +390,7 @@ async def embeddings():
             try:
                 result = await model.stub.Embedding(options)
             except grpc.aio.AioRpcError as exc:
-                raise model.rpc_error(exc, "Embedding") from None
+                raise await model.rpc_error(exc, "Embedding") from None
             values = vector_of(result)
             if req.dimensions is not None:
                 if req.dimensions > len(values):

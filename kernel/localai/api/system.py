@@ -68,5 +68,5 @@ async def tokenize():
         try:
             result = await model.stub.TokenizeString(backend_pb2.PredictOptions(Prompt=req.content))
         except grpc.aio.AioRpcError as exc:
-            raise model.rpc_error(exc, "TokenizeString") from None
+            raise await model.rpc_error(exc, "TokenizeString") from None
     return json_response({"tokens": list(result.tokens)})

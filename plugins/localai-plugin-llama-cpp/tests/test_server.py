@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import grpc
 import pytest
@@ -29,6 +31,24 @@ def test_load_missing_file_is_a_clear_failure(backend):
     res = backend.LoadModel(pb.ModelOptions(Model="nope.gguf", ModelPath="/nonexistent"))
     assert not res.success
     assert "not found" in res.message and "/nonexistent/nope.gguf" in res.message
+
+
+def test_load_corrupt_file_is_a_clear_failure(backend, tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf file" * 100)
+    res = backend.LoadModel(pb.ModelOptions(ModelFile=str(bad)))
+    assert not res.success and "failed to load" in res.message
+    assert backend.Health(pb.HealthMessage()).message == b"OK"
+
+
+def test_free_unloads(backend, gguf):
+    assert backend.LoadModel(pb.ModelOptions(Model="m", ModelFile=gguf, Threads=1)).success
+    assert backend.Status(pb.HealthMessage()).state == pb.StatusResponse.READY
+    assert backend.Free(pb.HealthMessage()).success
+    assert backend.Status(pb.HealthMessage()).state == pb.StatusResponse.UNINITIALIZED
+    with pytest.raises(grpc.RpcError) as err:
+        backend.Embedding(pb.PredictOptions(Prompt="x"))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_predict_respects_max_tokens(loaded):
@@ -121,3 +141,32 @@ def test_prompt_longer_than_context_is_invalid(loaded):
     with pytest.raises(grpc.RpcError) as err:
         loaded.Predict(pb.PredictOptions(Prompt="word " * 3000, Tokens=4))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_health_answers_during_generation_and_cancel_stops_it(loaded):
+    stream = loaded.PredictStream(pb.PredictOptions(Prompt=LONG_PROMPT, Tokens=0, IgnoreEOS=True))
+    chunks = [next(stream) for _ in range(3)]
+    assert all(c.message for c in chunks)
+    assert loaded.Health(pb.HealthMessage(), timeout=2).message == b"OK"
+    assert loaded.Status(pb.HealthMessage(), timeout=2).state == pb.StatusResponse.BUSY
+    stream.cancel()
+    # the worker drops the cancelled stream at its next token, so this is served at once
+    t0 = time.monotonic()
+    r = loaded.Predict(pb.PredictOptions(Prompt="Hi", Tokens=2, Temperature=0), timeout=10)
+    assert r.tokens == 2 and time.monotonic() - t0 < 3
+
+
+def test_concurrent_requests_are_queued(loaded):
+    opts = pb.PredictOptions(Prompt="The capital of France is", Tokens=16, Temperature=0)
+    expected = loaded.Predict(opts).message
+    got = []
+
+    def run():
+        got.append(b"".join(c.message for c in loaded.PredictStream(opts)))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert got == [expected] * 3
