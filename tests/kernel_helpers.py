@@ -83,8 +83,9 @@ def chat(server, model: str, text: str, **extra) -> httpx.Response:
 def assert_error_shape(response: httpx.Response, status: int | tuple[int, ...]) -> dict:
     """The response is an OpenAI-shaped error with ``status``; return its ``error`` object."""
     statuses = status if isinstance(status, tuple) else (status,)
-    assert response.status_code in statuses, response.text
-    assert response.headers["content-type"].startswith("application/json")
+    assert response.status_code in statuses, (response.status_code, response.headers, response.text)
+    assert response.headers.get("content-type", "").startswith("application/json"), (response.headers,
+                                                                                       response.text)
     error = response.json()["error"]
     assert isinstance(error["message"], str) and error["message"]
     assert {"message", "type", "code"} <= set(error)

