@@ -214,10 +214,6 @@ def test_plugin_backend_model_route_and_hooks_end_to_end(root, tmp_path, localai
     assert (marks / "shutdown").read_text() == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel bug: api/openai.py calls host.before_inference(body) after the request was parsed and the "
-    "PredictOptions built, so a plugin's adjustments are ignored (the hookspec says 'observe or adjust'). "
-    "Fix: call it right after json_body(), before parse(), in chat_completions, completions and embeddings"))
 def test_before_inference_can_adjust_the_request(root, tmp_path, echo_backend, localai_server):
     make_plugin(root, "adjust", ADJUST)
     models = tmp_path / "models"

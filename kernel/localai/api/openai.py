@@ -243,13 +243,14 @@ def chat_options(req: ChatCompletionRequest, config: ModelConfig) -> backend_pb2
 
 @route("/chat/completions", methods=["POST"])
 async def chat_completions():
-    body = await json_body()
-    req = parse(ChatCompletionRequest, body)
     app_state = state()
+    body = await json_body()
+    if isinstance(body, dict):
+        app_state.host.before_inference(body)
+    req = parse(ChatCompletionRequest, body)
     name = pick_model(req.model, "chat")
     config = app_state.manager.config(name)
     options = chat_options(req, config)
-    app_state.host.before_inference(body)
     limit = options.Tokens
     model = await app_state.manager.acquire(name)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}
@@ -298,15 +299,16 @@ def completion_prompt(prompt: str, config: ModelConfig) -> str:
 
 @route("/completions", methods=["POST"])
 async def completions():
-    body = await json_body()
-    req = parse(CompletionRequest, body)
     app_state = state()
+    body = await json_body()
+    if isinstance(body, dict):
+        app_state.host.before_inference(body)
+    req = parse(CompletionRequest, body)
     name = pick_model(req.model, "completion")
     config = app_state.manager.config(name)
     prompts = req.prompts()
     base_options = predict_options(req, config, req.token_limit)
     limit = base_options.Tokens
-    app_state.host.before_inference(body)
     base = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}
 
     if req.stream:
@@ -372,12 +374,13 @@ def encode_vector(values: list[float], encoding_format: str) -> list[float] | st
 
 @route("/embeddings", methods=["POST"])
 async def embeddings():
-    body = await json_body()
-    req = parse(EmbeddingRequest, body)
     app_state = state()
+    body = await json_body()
+    if isinstance(body, dict):
+        app_state.host.before_inference(body)
+    req = parse(EmbeddingRequest, body)
     name = pick_model(req.model, "embeddings")
     app_state.manager.config(name)
-    app_state.host.before_inference(body)
     data = []
     prompt_tokens = 0
     async with app_state.manager.use(name) as model:
