@@ -1,0 +1,1 @@
+"""Backend processes: specs, launching, gRPC clients and the model manager."""

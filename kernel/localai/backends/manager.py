@@ -1,0 +1,315 @@
+"""ModelManager: one backend process per loaded model; load once, restart on crash, unload.
+
+- concurrent first requests for a model start one process and load once;
+- a crashed backend is noticed (its process exits) and dropped, so the next request restarts it;
+- a limit on loaded models evicts the least recently used idle one; an idle watchdog unloads
+  models unused for ``idle_timeout``;
+- unloading calls Free (if implemented), then SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import AsyncIterator
+
+import grpc
+
+from ..errors import APIError, BackendError, LoadError, ModelNotFound, NotFound, Unavailable
+from ..host import PluginHost
+from ..models.config import ModelConfig
+from ..models.registry import ModelRegistry
+from ..settings import Settings
+from .client import BackendClient
+from .options import model_options
+from .process import free_port
+from .spec import BackendSpec
+
+log = logging.getLogger("localai.manager")
+
+
+class LoadedModel:
+    """A model whose backend is running and has loaded it."""
+
+    CONNECTION_LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
+
+    def __init__(self, config: ModelConfig, spec: BackendSpec, handle, client: BackendClient):
+        self.config = config
+        self.spec = spec
+        self.handle = handle
+        self.client = client
+        self.stub = client.stub
+        self.in_flight = 0
+        self.last_used = time.monotonic()
+        self.loaded_at = time.time()
+        self.crashed = False
+        self.stopping = False
+        self.watcher: asyncio.Task | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def describe(self) -> dict:
+        return {
+            "id": self.name,
+            "backend": self.spec.name,
+            "address": self.handle.address,
+            "pid": getattr(self.handle, "pid", None),
+            "in_flight": self.in_flight,
+            "loaded_at": self.loaded_at,
+        }
+
+    async def rpc_error(self, exc: grpc.aio.AioRpcError, rpc: str) -> APIError:
+        """Translate a gRPC failure into an API error the client can act on.
+
+        A broken connection usually means the process died: give its exit a moment to be
+        noticed, so the client hears "crashed" with the exit code rather than a socket error.
+        """
+        code = exc.code()
+        detail = exc.details() or code.name
+        if code in self.CONNECTION_LOST and self.watcher is not None and not self.crashed:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.watcher), 1.0)
+        if self.crashed or (code == grpc.StatusCode.UNAVAILABLE and not self.handle.alive()):
+            return BackendError(
+                f"the backend for model {self.name!r} crashed ({self.handle.describe_exit()}); "
+                "it will be restarted on the next request",
+                code="backend_crashed",
+            )
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return APIError(
+                f"the {self.spec.name!r} backend of model {self.name!r} does not implement {rpc}",
+                status=501,
+                type="invalid_request_error",
+                code="not_implemented",
+            )
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return APIError(detail, status=400, type="invalid_request_error", code="invalid_argument")
+        if code == grpc.StatusCode.NOT_FOUND:
+            return NotFound(detail, code="not_found")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return Unavailable(detail, code="resource_exhausted", headers={"Retry-After": "1"})
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return APIError(f"the backend timed out: {detail}", status=504, code="timeout")
+        return BackendError(f"backend error ({self.spec.name}): {detail}", code="backend_error")
+
+
+class ModelManager:
+    """Starts, tracks and stops backend processes for models."""
+
+    def __init__(self, host: PluginHost, registry: ModelRegistry, settings: Settings):
+        self.host = host
+        self.registry = registry
+        self.settings = settings
+        self.loaded: dict[str, LoadedModel] = {}
+        self._loading: dict[str, asyncio.Task] = {}
+        self._watchdog: asyncio.Task | None = None
+        self._closed = False
+
+    # -- resolution ---------------------------------------------------------------------
+
+    def config(self, name: str) -> ModelConfig:
+        config = self.registry.get(name)
+        if config is None:
+            raise ModelNotFound(name)
+        return config
+
+    def spec_for(self, config: ModelConfig) -> BackendSpec:
+        name = config.backend_name
+        spec = self.host.backend(name) if name else None
+        if spec is None:
+            known = ", ".join(sorted(self.host.backends)) or "none installed"
+            what = f"backend {config.backend!r}" if name else "no backend"
+            raise APIError(
+                f"model {config.name!r} needs {what}, which is not available (backends: {known})",
+                status=500,
+                type="server_error",
+                code="backend_not_found",
+            )
+        return spec
+
+    # -- use ----------------------------------------------------------------------------
+
+    async def acquire(self, name: str) -> LoadedModel:
+        """Get a loaded model for one request; it counts as busy until :meth:`release`."""
+        model = await self.get(name)
+        model.in_flight += 1
+        model.last_used = time.monotonic()
+        return model
+
+    def release(self, model: LoadedModel) -> None:
+        model.in_flight -= 1
+        model.last_used = time.monotonic()
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str) -> AsyncIterator[LoadedModel]:
+        """``acquire``/``release`` around a block."""
+        model = await self.acquire(name)
+        try:
+            yield model
+        finally:
+            self.release(model)
+
+    async def get(self, name: str) -> LoadedModel:
+        """The loaded model ``name``, starting and loading its backend if needed (once)."""
+        model = self.loaded.get(name)
+        if model is not None and not model.crashed:
+            return model
+        config = self.config(name)
+        task = self._loading.get(name)
+        if task is None:
+            task = asyncio.create_task(self._load(config))
+            self._loading[name] = task
+            task.add_done_callback(lambda _t, n=name: self._loading.pop(n, None))
+        try:
+            return await asyncio.shield(task)
+        except LoadError as exc:
+            raise BackendError(str(exc), code="model_load_failed") from None
+
+    async def _load(self, config: ModelConfig) -> LoadedModel:
+        if self._closed:
+            raise Unavailable("the server is shutting down")
+        spec = self.spec_for(config)
+        await self._make_room(config.name)
+        try:
+            model_file = config.model_file(self.settings.models_path)
+        except FileNotFoundError as exc:
+            raise LoadError(f"cannot load model {config.name!r}: {exc}") from None
+        addr = f"127.0.0.1:{free_port()}" if spec.managed else spec.address
+        handle = self.host.launch(spec, addr, config.name)
+        if handle is None:
+            raise LoadError(f"no plugin could launch backend {spec.name!r}")
+        started = time.monotonic()
+        try:
+            await handle.start()
+        except OSError as exc:
+            raise LoadError(f"cannot start backend {spec.name!r} for model {config.name!r}: {exc}") from None
+        client = BackendClient(handle.address)
+        try:
+            await self._wait_healthy(handle, client, spec, config)
+            result = await client.load_model(
+                model_options(config, self.settings, model_file), timeout=self.settings.load_timeout
+            )
+            if not result.success:
+                raise LoadError(
+                    f"backend {spec.name!r} could not load model {config.name!r}: {result.message or 'no reason given'}"
+                )
+        except grpc.aio.AioRpcError as exc:
+            await self._discard(handle, client)
+            if not handle.alive():
+                raise LoadError(
+                    f"backend {spec.name!r} died while loading model {config.name!r} ({handle.describe_exit()})"
+                ) from None
+            raise LoadError(f"backend {spec.name!r} failed to load model {config.name!r}: {exc.details()}") from None
+        except BaseException:
+            await self._discard(handle, client)
+            raise
+        model = LoadedModel(config, spec, handle, client)
+        model.watcher = asyncio.create_task(self._watch(model))
+        self.loaded[config.name] = model
+        log.info("model %s loaded by backend %s at %s in %.2fs", config.name, spec.name, handle.address,
+                 time.monotonic() - started)
+        return model
+
+    async def _wait_healthy(self, handle, client: BackendClient, spec: BackendSpec, config: ModelConfig) -> None:
+        deadline = time.monotonic() + self.settings.health_timeout
+        delay = 0.02
+        while True:
+            if not handle.alive():
+                raise LoadError(f"backend {spec.name!r} for model {config.name!r} exited ({handle.describe_exit()})")
+            try:
+                if await client.health(timeout=2.0):
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise LoadError(
+                    f"backend {spec.name!r} for model {config.name!r} did not become healthy within "
+                    f"{self.settings.health_timeout:.0f}s"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    async def _discard(self, handle, client: BackendClient) -> None:
+        await client.close()
+        await handle.stop(self.settings.stop_grace)
+
+    async def _watch(self, model: LoadedModel) -> None:
+        """Notice a backend that exits on its own and drop it, so the next request restarts it."""
+        code = await model.handle.wait()
+        if model.stopping:
+            return
+        model.crashed = True
+        log.error("backend for model %s exited unexpectedly (%s)", model.name, model.handle.describe_exit())
+        if self.loaded.get(model.name) is model:
+            del self.loaded[model.name]
+        # calls in flight must fail with their own gRPC error, not be cancelled by the close
+        await model.client.close(grace=5.0)
+        del code
+
+    # -- eviction -----------------------------------------------------------------------
+
+    async def _make_room(self, incoming: str) -> None:
+        limit = self.settings.max_loaded
+        if limit <= 0:
+            return
+        deadline = time.monotonic() + 30.0
+        while len(self.loaded) >= limit:
+            idle = [m for m in self.loaded.values() if m.in_flight == 0 and not m.config.pinned]
+            if idle:
+                victim = min(idle, key=lambda m: m.last_used)
+                log.info("unloading %s (least recently used) to make room for %s", victim.name, incoming)
+                await self.unload(victim.name)
+                continue
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"cannot load {incoming!r}: {len(self.loaded)} models are loaded and busy (limit {limit})",
+                    headers={"Retry-After": "5"},
+                )
+            await asyncio.sleep(0.1)
+
+    async def unload(self, name: str) -> bool:
+        """Stop the backend of ``name``: Free, SIGTERM, SIGKILL after the grace period."""
+        model = self.loaded.pop(name, None)
+        if model is None:
+            return False
+        model.stopping = True
+        if model.handle.alive():
+            try:
+                await model.client.free(timeout=self.settings.free_timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    log.debug("Free failed for %s: %s", name, exc.details())
+        await model.client.close()
+        await model.handle.stop(self.settings.stop_grace)
+        if model.watcher:
+            model.watcher.cancel()
+        log.info("model %s unloaded", name)
+        return True
+
+    async def _idle_watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.watchdog_interval)
+            now = time.monotonic()
+            for model in list(self.loaded.values()):
+                if model.in_flight == 0 and not model.config.pinned and now - model.last_used > self.settings.idle_timeout:
+                    log.info("model %s idle for %.0fs; unloading", model.name, now - model.last_used)
+                    await self.unload(model.name)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.settings.idle_timeout > 0 and self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._idle_watchdog())
+
+    async def shutdown(self) -> None:
+        """Stop every backend (called when the server stops)."""
+        self._closed = True
+        if self._watchdog:
+            self._watchdog.cancel()
+        for task in list(self._loading.values()):
+            task.cancel()
+        await asyncio.gather(*(self.unload(name) for name in list(self.loaded)), return_exceptions=True)

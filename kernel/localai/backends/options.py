@@ -1,0 +1,35 @@
+"""ModelOptions for LoadModel, built from a model config as LocalAI does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..models.config import ModelConfig
+from ..proto import backend_pb2
+from ..settings import Settings
+
+
+def model_options(config: ModelConfig, settings: Settings, model_file: str) -> backend_pb2.ModelOptions:
+    """The LoadModel request for ``config`` (Model, ModelFile, ModelPath and the runtime knobs)."""
+    threads = config.threads or settings.threads or (os.cpu_count() or 1)
+    options = backend_pb2.ModelOptions(
+        Model=config.parameters.model,
+        ModelFile=model_file,
+        ModelPath=str(Path(settings.models_path).resolve()),
+        ContextSize=config.context_size or settings.context_size or 0,
+        Threads=threads,
+        NGPULayers=config.gpu_layers or 0,
+        F16Memory=bool(config.f16),
+        MMap=True if config.mmap is None else config.mmap,
+        MLock=bool(config.mmlock),
+        Embeddings=config.embeddings,
+        Options=list(config.options),
+    )
+    if config.main_gpu:
+        options.MainGPU = config.main_gpu
+    if config.parameters.seed is not None:
+        options.Seed = config.parameters.seed
+    if config.flash_attention:
+        options.FlashAttention = config.flash_attention
+    return options

@@ -1,0 +1,35 @@
+"""BackendSpec: what a plugin tells the kernel about a backend it provides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """How to start one kind of backend.
+
+    ``argv`` is the command that starts a gRPC server speaking ``protos/backend.proto``;
+    every ``{addr}`` in it is replaced by ``127.0.0.1:PORT``. A spec with ``address``
+    set instead describes a backend that is already running and is not managed.
+    """
+
+    name: str
+    argv: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    usecases: tuple[str, ...] = ()
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    address: str | None = None
+    # which plugin registered it; filled in by the plugin host
+    plugin: str = ""
+
+    @property
+    def managed(self) -> bool:
+        """True when the kernel starts and stops the process itself."""
+        return self.address is None
+
+    def command(self, addr: str) -> list[str]:
+        """The argv with ``{addr}`` substituted."""
+        return [part.replace("{addr}", addr) for part in self.argv]

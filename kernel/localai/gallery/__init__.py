@@ -1,0 +1,1 @@
+"""Galleries: backend (and later model) indexes, capability detection, OCI pulls, installs and jobs."""

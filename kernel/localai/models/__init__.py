@@ -1,0 +1,1 @@
+"""Model configs (LocalAI-style YAML) and prompt templates."""

@@ -1,0 +1,112 @@
+"""ModelRegistry: the model configs from the models directory and from plugins."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from .config import ModelConfig
+
+log = logging.getLogger("localai.models")
+
+
+@dataclass(frozen=True)
+class BrokenConfig:
+    """A config that could not be read; reported, never fatal."""
+
+    source: str
+    error: str
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A one-line summary of a pydantic error: ``field: message; ...``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+class ModelRegistry:
+    """Knows every model config; re-reads the models directory when it changes."""
+
+    def __init__(self, models_path: Path, plugin_configs: Iterable[tuple[str, dict[str, Any]]] = ()):
+        self.models_path = models_path
+        self._plugin_configs = list(plugin_configs)
+        self._configs: dict[str, ModelConfig] = {}
+        self.broken: list[BrokenConfig] = []
+        self._stamp: tuple | None = None
+        self.refresh(force=True)
+
+    def _directory_stamp(self) -> tuple:
+        try:
+            entries = sorted(self.models_path.iterdir())
+        except FileNotFoundError:
+            return ()
+        stamp = []
+        for path in entries:
+            if path.suffix in (".yaml", ".yml") and not path.name.startswith("."):
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                stamp.append((path.name, stat.st_mtime_ns, stat.st_size))
+        return tuple(stamp)
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-read configs if the directory changed; returns True when it re-read."""
+        stamp = self._directory_stamp()
+        if not force and stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        configs: dict[str, ModelConfig] = {}
+        broken: list[BrokenConfig] = []
+        for plugin, raw in self._plugin_configs:
+            self._add(configs, broken, raw, f"plugin:{plugin}")
+        for name, _, _ in stamp:
+            path = self.models_path / name
+            try:
+                documents = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError) as exc:
+                broken.append(BrokenConfig(str(path), f"cannot read YAML: {exc}"))
+                continue
+            items = documents if isinstance(documents, list) else [documents]
+            for raw in items:
+                self._add(configs, broken, raw, str(path))
+        for item in broken:
+            log.error("model config %s is broken: %s", item.source, item.error)
+        self._configs, self.broken = configs, broken
+        return True
+
+    @staticmethod
+    def _add(configs: dict, broken: list, raw: Any, source: str) -> None:
+        if not isinstance(raw, dict):
+            broken.append(BrokenConfig(source, "a model config must be a mapping with at least 'name'"))
+            return
+        try:
+            config = ModelConfig.model_validate({**raw, "source": source})
+        except ValidationError as exc:
+            broken.append(BrokenConfig(source, describe_validation_error(exc)))
+            return
+        previous = configs.get(config.name)
+        if previous is not None and not previous.source.startswith("plugin:"):
+            broken.append(BrokenConfig(source, f"duplicate model name {config.name!r} (also in {previous.source})"))
+            return
+        configs[config.name] = config
+
+    def get(self, name: str) -> ModelConfig | None:
+        """The config called ``name``, re-reading the directory once if it is unknown."""
+        config = self._configs.get(name)
+        if config is None and self.refresh():
+            config = self._configs.get(name)
+        return config
+
+    def all(self) -> list[ModelConfig]:
+        """Every valid config, sorted by name (re-reads the directory if it changed)."""
+        self.refresh()
+        return sorted(self._configs.values(), key=lambda c: c.name)
