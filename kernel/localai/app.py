@@ -10,9 +10,10 @@ import orjson
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from .api import openai, system
+from .api import backends, openai, system
 from .backends.manager import ModelManager
 from .errors import APIError
+from .gallery.service import BackendGallery
 from .host import PluginHost
 from .models.registry import ModelRegistry
 from .settings import Settings
@@ -28,6 +29,7 @@ class AppState:
     host: PluginHost
     registry: ModelRegistry
     manager: ModelManager
+    gallery: BackendGallery
     started_at: float = field(default_factory=time.time)
     ready: bool = False
 
@@ -46,9 +48,11 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
 
     app = Quart("localai", static_folder=None)
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=600, MAX_CONTENT_LENGTH=64 * 1024 * 1024)
-    app.extensions["localai"] = AppState(settings, host, registry, manager)
+    gallery = BackendGallery(settings, host)
+    app.extensions["localai"] = state = AppState(settings, host, registry, manager, gallery)
     app.register_blueprint(openai.bp)
     app.register_blueprint(system.bp)
+    app.register_blueprint(backends.bp)
 
     @app.errorhandler(APIError)
     async def api_error(error: APIError):
@@ -66,13 +70,22 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
 
     @app.before_serving
     async def startup():
+        gallery.store.remove_stale()
         manager.start()
         await host.lifecycle("localai_startup", app)
-        app.extensions["localai"].ready = True
+        if settings.external_backends:
+            # /readyz says "starting" until the pre-installs are done; requests are served meanwhile
+            async def preinstall():
+                await gallery.preinstall(settings.external_backends)
+                state.ready = True
+
+            app.add_background_task(preinstall)
+        else:
+            state.ready = True
 
     @app.after_serving
     async def shutdown():
-        app.extensions["localai"].ready = False
+        state.ready = False
         try:
             await host.lifecycle("localai_shutdown", app)
         finally:

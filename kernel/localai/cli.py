@@ -33,6 +33,9 @@ def common_options(func):
 
 def settings_from(**options) -> Settings:
     external = options.pop("external_grpc_backends", None)
+    preinstall = options.pop("external_backends", None)
+    if preinstall is not None:
+        options["external_backends"] = split_list(preinstall)
     idle = options.pop("watchdog_idle_timeout", None)
     overrides = {key: value for key, value in options.items() if value is not None}
     if external is not None:
@@ -56,6 +59,10 @@ def settings_from(**options) -> Settings:
               help="Keep at most N models loaded; the least recently used is unloaded [0 = no limit].")
 @click.option("--watchdog-idle-timeout", envvar="LOCALAI_WATCHDOG_IDLE_TIMEOUT",
               help="Unload models idle for this long, e.g. 15m (enables the idle watchdog).")
+@click.option("--backend-galleries", envvar=["LOCALAI_BACKEND_GALLERIES", "BACKEND_GALLERIES"],
+              help='JSON list of {"name", "url"} backend galleries.')
+@click.option("--external-backends", envvar="LOCALAI_EXTERNAL_BACKENDS",
+              help="Backends (gallery names or URIs) to install at start-up, comma-separated.")
 def run(**options):
     """Start the API server."""
     if options.get("log_level") == "warn":
@@ -123,6 +130,160 @@ def plugins(as_json: bool, **options):
         click.echo(f"  backends: {', '.join(row['backends']) or '-'}")
         if row["error"]:
             click.echo(f"  BROKEN: {row['error']}")
+
+
+def gallery_options(func):
+    func = click.option("--backend-galleries", envvar=["LOCALAI_BACKEND_GALLERIES", "BACKEND_GALLERIES"],
+                        help='JSON list of {"name", "url"} backend galleries.')(func)
+    return click.option("--backends-path", envvar=["LOCALAI_BACKENDS_PATH", "BACKENDS_PATH"],
+                        type=click.Path(path_type=Path), help="Directory of installed backends [./backends].")(func)
+
+
+def backend_gallery(**options):
+    from .gallery.service import BackendGallery
+    from .host import PluginHost
+
+    settings = settings_from(**options)
+    try:
+        return BackendGallery(settings, PluginHost(settings, lenient=True))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class ProgressBar:
+    """A tqdm download bar fed by (done, total) callbacks."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=self.label, leave=False)
+        self.bar.total = total or self.bar.total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_gallery_action(action, label: str):
+    """Run a blocking gallery action with a progress bar; API errors become CLI errors."""
+    from .errors import APIError
+
+    bar = ProgressBar(label)
+    try:
+        return action(bar)
+    except APIError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        bar.close()
+
+
+@cli.group()
+def backends():
+    """Install, list, upgrade and package backends (gallery, OCI images, directories)."""
+
+
+@backends.command("list")
+@gallery_options
+@click.option("--available", is_flag=True, help="List the galleries' backends, not only installed ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def backends_list(available: bool, as_json: bool, **options):
+    """List installed backends (or, with --available, every gallery entry)."""
+    service = backend_gallery(**options)
+    if available:
+        rows = service.available()
+        for gallery in service.galleries.load():
+            if gallery.error:
+                click.echo(f"gallery {gallery.source.name} is unavailable: {gallery.error}", err=True)
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            mark = "*" if row["installed"] else "-"
+            kind = " (meta)" if row["is_meta"] else ""
+            click.echo(f" {mark} {row['gallery']}@{row['name']}{kind}  {row['description']}".rstrip())
+        return
+    rows = [b.public() for b in service.store.installed()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"No backends installed in {service.settings.backends_path}.")
+    for row in rows:
+        meta = row["Metadata"]
+        extra = f" -> {meta['meta_backend_for']}" if row["IsMeta"] else f"  {meta.get('uri', '')}"
+        alias = f" (alias {meta['alias']})" if meta.get("alias") else ""
+        click.echo(f" * {row['Name']}{alias}{extra}".rstrip())
+
+
+@backends.command("install")
+@gallery_options
+@click.argument("backend")
+@click.option("--name", help="Name to install under (required for OCI images).")
+@click.option("--alias", default="", help="Alias a model config's backend: may use.")
+@click.option("--force", is_flag=True, help="Reinstall even if installed.")
+def backends_install(backend: str, name: str | None, alias: str, force: bool, **options):
+    """Install BACKEND: a gallery name (or gallery@name), an OCI image, ocifile://, a dir or a URL."""
+    service = backend_gallery(**options)
+    installed = run_gallery_action(
+        lambda bar: service.install(backend, name=name, alias=alias, force=force, progress=bar), backend)
+    click.echo(f"installed {installed.name} in {installed.path}")
+
+
+@backends.command("uninstall")
+@gallery_options
+@click.argument("names", nargs=-1, required=True)
+def backends_uninstall(names, **options):
+    """Remove installed backends (a meta backend takes its concrete build along)."""
+    service = backend_gallery(**options)
+    for name in names:
+        removed = run_gallery_action(lambda bar: service.store.delete(name), name)
+        click.echo(f"removed {', '.join(removed)}")
+
+
+@backends.command("upgrade")
+@gallery_options
+@click.argument("names", nargs=-1)
+def backends_upgrade(names, **options):
+    """Upgrade the named backends, or every backend whose gallery image changed."""
+    service = backend_gallery(**options)
+    targets = list(names) or list(service.store.upgrades(service.galleries))
+    if not targets:
+        click.echo("All backends are up to date.")
+    for name in targets:
+        backend = run_gallery_action(
+            lambda bar: service.store.upgrade(name, service.galleries, progress=bar), name)
+        click.echo(f"upgraded {backend.name} ({backend.metadata.get('digest') or backend.metadata.get('version')})")
+
+
+@backends.command("package")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--tag", help="Image reference, e.g. 127.0.0.1:5000/my-backend:1.0.")
+@click.option("--push", is_flag=True, help="Push the image to the registry in --tag.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write an OCI layout tarball (install it with ocifile://PATH).")
+def backends_package(directory: Path, tag: str | None, push: bool, output: Path | None):
+    """Build a standard OCI image from a backend DIRECTORY (run.sh at its top), without Docker."""
+    from .gallery import oci
+
+    if not push and output is None:
+        raise click.UsageError("give --push (with --tag) and/or --output")
+    if push and not tag:
+        raise click.UsageError("--push needs --tag")
+    try:
+        if output is not None:
+            digest = oci.write_ocifile(directory, output, (tag or "latest").rpartition(":")[2] or "latest")
+            click.echo(f"wrote {output} ({digest})")
+        if push:
+            digest = oci.push_image(directory, tag)
+            click.echo(f"pushed {tag}@{digest}")
+    except oci.OCIError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _register_plugin_commands() -> None:

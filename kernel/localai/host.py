@@ -8,7 +8,7 @@ from typing import Any
 
 from .backends.spec import BackendSpec
 from .errors import ConfigError
-from .plugins import PluginInfo, call_each, load_plugins, new_plugin_manager
+from .plugins import USER_BACKEND_PLUGINS, PluginInfo, call_each, load_plugins, new_plugin_manager
 from .settings import Settings
 
 log = logging.getLogger("localai.host")
@@ -24,12 +24,18 @@ class PluginHost:
         self.lenient = lenient
         self.pm = new_plugin_manager()
         self.plugins: dict[str, PluginInfo] = load_plugins(self.pm, settings)
-        self.backends: dict[str, BackendSpec] = self._collect_backends()
-        self._aliases = self._collect_aliases()
+        self.refresh_backends()
         self.has_inference_hooks = bool(
             self.pm.hook.localai_before_inference.get_hookimpls()
             or self.pm.hook.localai_after_inference.get_hookimpls()
         )
+
+    def refresh_backends(self) -> None:
+        """Ask plugins for their backends again (after a backend was installed or deleted)."""
+        for info in self.plugins.values():
+            info.backends = []
+        self.backends: dict[str, BackendSpec] = self._collect_backends()
+        self._aliases = self._collect_aliases()
 
     def _collect_backends(self) -> dict[str, BackendSpec]:
         specs: dict[str, BackendSpec] = {}
@@ -41,6 +47,13 @@ class PluginHost:
                 continue
             spec = BackendSpec(**{**spec.__dict__, "plugin": plugin})
             other = specs.get(spec.name)
+            if other is not None and (plugin in USER_BACKEND_PLUGINS) != (other.plugin in USER_BACKEND_PLUGINS):
+                winner = spec if plugin in USER_BACKEND_PLUGINS else other
+                loser = other if winner is spec else spec
+                log.info("backend %r from %s takes precedence over the one from plugin %s",
+                         spec.name, winner.plugin, loser.plugin)
+                specs[spec.name] = winner
+                continue
             if other is not None:
                 message = (
                     f"backend {spec.name!r} is registered by two plugins: {other.plugin!r} and {plugin!r}; "

@@ -25,6 +25,12 @@ ENTRY_POINT_GROUP = "localai"
 BUILTIN_PLUGINS = (
     "localai.default_plugins.local_launcher",
     "localai.default_plugins.external_backends",
+    "localai.default_plugins.installed_backends",
+)
+# backends the user configured or installed win over a pip plugin's backend of the same name
+USER_BACKEND_PLUGINS = (
+    "localai.default_plugins.external_backends",
+    "localai.default_plugins.installed_backends",
 )
 
 

@@ -47,6 +47,10 @@ class Settings:
     address: str = "127.0.0.1:8080"
     models_path: Path = Path("models")
     backends_path: Path = Path("backends")
+    backends_system_path: Path | None = Path("/var/lib/local-ai/backends")
+    backend_galleries: str | None = None  # LocalAI's JSON list; None = the default gallery
+    external_backends: list[str] = field(default_factory=list)  # installed at start-up
+    max_backend_bytes: int = 0  # refuse backend images larger than this (0 = no limit)
     threads: int = 0
     context_size: int = 0
     log_level: str = "info"
@@ -73,6 +77,13 @@ class Settings:
             backends_path=Path(
                 os.environ.get("LOCALAI_BACKENDS_PATH") or os.environ.get("BACKENDS_PATH") or "backends"
             ),
+            backends_system_path=Path(
+                os.environ.get("LOCALAI_BACKENDS_SYSTEM_PATH") or os.environ.get("BACKEND_SYSTEM_PATH")
+                or "/var/lib/local-ai/backends"
+            ),
+            backend_galleries=os.environ.get("LOCALAI_BACKEND_GALLERIES") or os.environ.get("BACKEND_GALLERIES"),
+            external_backends=env_list("LOCALAI_EXTERNAL_BACKENDS"),
+            max_backend_bytes=int(os.environ.get("LOCALAI_MAX_BACKEND_BYTES") or 0),
             threads=int(os.environ.get("LOCALAI_THREADS") or 0),
             context_size=int(os.environ.get("LOCALAI_CONTEXT_SIZE") or 0),
             log_level=os.environ.get("LOCALAI_LOG_LEVEL") or "info",

@@ -139,3 +139,18 @@ def parse(schema: type[Request], body: Any) -> Any:
         if len(exc.errors()) > 1:
             message += f" (and {len(exc.errors()) - 1} more problems)"
         raise BadRequest(message, param=where, code="invalid_value") from None
+
+
+class BackendApplyRequest(Request):
+    """``POST /backends/apply``: a gallery ``id`` (``name`` or ``gallery@name``) or a ``uri``."""
+
+    id: str | None = Field(default=None, min_length=1)
+    uri: str | None = Field(default=None, min_length=1)
+    name: str | None = None
+    alias: str = ""
+    force: bool = False
+
+    def target(self) -> str:
+        if not (self.id or self.uri):
+            raise BadRequest("give the backend to install as 'id' (a gallery name) or 'uri'", param="id")
+        return self.uri or self.id  # type: ignore[return-value]

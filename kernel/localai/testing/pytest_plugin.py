@@ -37,3 +37,31 @@ def localai_server(tmp_path: Path):
     yield start
     for server in servers:
         server.stop()
+
+
+def pytest_addoption(parser):
+    """Options of the backend conformance suite (``pytest --pyargs localai.testing.conformance``)."""
+    group = parser.getgroup("localai-conformance", "LocalAI backend conformance suite")
+    group.addoption("--backend-command", default=None,
+                    help="command that starts the backend (shell-split; '--addr HOST:PORT' is appended); "
+                         "env LOCALAI_BACKEND_COMMAND")
+    group.addoption("--backend-model", default=None,
+                    help="value for ModelOptions.Model/ModelFile at LoadModel; env LOCALAI_BACKEND_MODEL")
+    group.addoption("--backend-caps", default=None,
+                    help="comma list of capabilities to test (default health,load,predict,stream; also "
+                         "embeddings,tokenize); env LOCALAI_BACKEND_CAPS or BACKEND_TEST_CAPS")
+    group.addoption("--backend-timeout", type=float, default=None,
+                    help="seconds the backend may take to answer Health 'OK' (default 40)")
+
+
+@pytest.fixture(scope="session")
+def oci_registry():
+    """A local OCI registry (``docker-registry``) for the session; ``.host`` is ``127.0.0.1:PORT``."""
+    from .registry import INSTALL_HINT, Registry
+
+    try:
+        registry = Registry().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc) if str(exc) == INSTALL_HINT else f"cannot start docker-registry: {exc}")
+    yield registry
+    registry.stop()

@@ -1,0 +1,113 @@
+"""Backend gallery routes in LocalAI's shapes: list, available, apply, jobs, delete, upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from quart import Blueprint, Response, request
+
+from ..errors import NotFound
+from ..gallery.service import looks_like_uri
+from ..gallery.store import default_name, valid_name
+from .openai import json_body, json_response, state
+from .schemas import BackendApplyRequest, parse
+
+bp = Blueprint("backends", __name__)
+
+
+def gallery():
+    return state().gallery
+
+
+def job_reply(job) -> Response:
+    base = request.host_url.rstrip("/")
+    return json_response({"id": job.id, "uuid": job.id, "status_url": f"{base}/backends/jobs/{job.id}"})
+
+
+@bp.get("/backends")
+async def installed():
+    backends = await asyncio.to_thread(gallery().store.installed)
+    return json_response([b.public() for b in backends])
+
+
+@bp.get("/backends/available")
+async def available():
+    return json_response(await asyncio.to_thread(gallery().available))
+
+
+@bp.get("/backends/galleries")
+async def galleries():
+    loaded = await asyncio.to_thread(gallery().galleries.load)
+    return json_response([{"name": g.source.name, "url": g.source.url, "error": g.error,
+                           "entries": len(g.entries)} for g in loaded])
+
+
+@bp.post("/backends/apply")
+async def apply():
+    req = parse(BackendApplyRequest, await json_body())
+    target = req.target()
+    service = gallery()
+    if looks_like_uri(target):
+        valid_name(req.name or default_name(target))
+    else:
+        await asyncio.to_thread(service.galleries.find, target, True)
+    return job_reply(service.submit_install(target, name=req.name, alias=req.alias, force=req.force))
+
+
+@bp.post("/backends/delete/<name>")
+async def delete(name: str):
+    service = gallery()
+    if await asyncio.to_thread(service.store.get, name) is None:
+        raise NotFound(f"no backend found with name {name!r}", code="backend_not_found")
+    return job_reply(service.submit_delete(name))
+
+
+@bp.get("/backends/jobs")
+async def jobs():
+    return json_response({job.id: job.status() for job in gallery().jobs.jobs.values()})
+
+
+@bp.get("/backends/jobs/<job_id>")
+async def job_status(job_id: str):
+    job = gallery().jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
+    return json_response(job.status())
+
+
+@bp.post("/backends/jobs/<job_id>/cancel")
+async def job_cancel(job_id: str):
+    job = gallery().jobs.cancel(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
+    return json_response(job.status())
+
+
+@bp.get("/backends/events")
+async def events():
+    """Server-sent events: every job's status whenever it changes."""
+
+    jobs = gallery().jobs  # the generator runs outside the app context
+
+    async def stream():
+        async for status in jobs.events():
+            yield b"data: " + orjson.dumps(status) + b"\n\n"
+
+    response = Response(stream(), content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    response.timeout = None
+    return response
+
+
+@bp.get("/backends/upgrades")
+async def upgrades():
+    service = gallery()
+    return json_response(await asyncio.to_thread(service.store.upgrades, service.galleries))
+
+
+@bp.post("/backends/upgrade/<name>")
+async def upgrade(name: str):
+    service = gallery()
+    if await asyncio.to_thread(service.store.get, name) is None:
+        raise NotFound(f"no backend found with name {name!r}", code="backend_not_found")
+    return job_reply(service.submit_upgrade(name))

@@ -1,0 +1,177 @@
+"""Backend gallery indexes: LocalAI's YAML list format, gallery sources, lookup by name.
+
+A gallery is ``{"name", "url"}``; its URL (http(s), ``file://`` or a plain path) serves a
+YAML list of entries. YAML anchors and merge keys work (PyYAML's safe loader).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urlparse
+
+import httpx
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import ConfigError, NotFound
+
+log = logging.getLogger("localai.gallery")
+
+DEFAULT_BACKEND_GALLERIES = [
+    {"name": "localai", "url": "https://raw.githubusercontent.com/mudler/LocalAI/master/backend/index.yaml"}
+]
+FETCH_TIMEOUT = 30.0
+CACHE_SECONDS = 60.0
+
+
+class GalleryEntry(BaseModel):
+    """One backend in a gallery; meta when it has ``capabilities`` and no ``uri``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    uri: str = ""
+    alias: str = ""
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    license: str = ""
+    urls: list[str] = Field(default_factory=list)
+    icon: str = ""
+    mirrors: list[str] = Field(default_factory=list)
+    version: str = ""
+    sha256: str = ""
+    capabilities: dict[str, str] = Field(default_factory=dict)
+    gallery: str = ""
+
+    @field_validator("tags", "urls", "mirrors", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("version", "alias", "description", "license", "icon", "uri", "sha256", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return "" if value is None else str(value)
+
+    @property
+    def is_meta(self) -> bool:
+        return bool(self.capabilities) and not self.uri
+
+    def public(self) -> dict[str, Any]:
+        """The entry as the API shows it."""
+        data = self.model_dump()
+        data["is_meta"] = self.is_meta
+        return data
+
+
+@dataclass(frozen=True)
+class GallerySource:
+    name: str
+    url: str
+
+
+@dataclass
+class Gallery:
+    """A gallery's entries, or why they could not be read."""
+
+    source: GallerySource
+    entries: list[GalleryEntry] = field(default_factory=list)
+    error: str | None = None
+
+
+def parse_gallery_list(value: str | None, variable: str = "LOCALAI_BACKEND_GALLERIES") -> list[GallerySource] | None:
+    """Parse LocalAI's JSON list of ``{"name", "url"}``; None when unset."""
+    if value is None or not value.strip():
+        return None
+    try:
+        items = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{variable} is not valid JSON: {exc}") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) and i.get("url") for i in items):
+        raise ConfigError(f'{variable} must be a JSON list of {{"name": ..., "url": ...}} objects')
+    return [GallerySource(str(i.get("name") or f"gallery{n}"), str(i["url"])) for n, i in enumerate(items)]
+
+
+def read_url(url: str) -> bytes:
+    """Fetch an index: http(s) with httpx, ``file://`` or a plain path from disk."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        response = httpx.get(url, timeout=FETCH_TIMEOUT, follow_redirects=True)
+        response.raise_for_status()
+        return response.content
+    if parsed.scheme == "file":
+        return Path(parsed.path).read_bytes()
+    if parsed.scheme in ("", ) or os.path.exists(url):
+        return Path(url).expanduser().read_bytes()
+    raise ValueError(f"unsupported gallery URL scheme {parsed.scheme!r}")
+
+
+def parse_index(data: bytes, gallery: str) -> list[GalleryEntry]:
+    """Parse a gallery YAML list; entries that are not valid are logged and skipped."""
+    documents = yaml.safe_load(data)
+    if documents is None:
+        return []
+    if not isinstance(documents, list):
+        raise ValueError("a backend gallery must be a YAML list of entries")
+    entries = []
+    for item in documents:
+        if not isinstance(item, dict):
+            continue
+        try:
+            entries.append(GalleryEntry.model_validate({**item, "gallery": gallery}))
+        except ValidationError as exc:
+            log.warning("gallery %s: skipping invalid entry %r: %s", gallery, item.get("name"), exc.errors()[0]["msg"])
+    return entries
+
+
+def load_gallery(source: GallerySource) -> Gallery:
+    try:
+        return Gallery(source, parse_index(read_url(source.url), source.name))
+    except Exception as exc:  # an unreachable or malformed gallery must not hide the others
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("backend gallery %s (%s) is unavailable: %s", source.name, source.url, error)
+        return Gallery(source, error=error)
+
+
+class Galleries:
+    """The configured backend galleries, fetched on demand and cached briefly."""
+
+    def __init__(self, sources: Iterable[GallerySource]):
+        self.sources = list(sources)
+        self._cache: list[Gallery] | None = None
+        self._loaded_at = 0.0
+
+    def load(self, force: bool = False) -> list[Gallery]:
+        if force or self._cache is None or time.monotonic() - self._loaded_at > CACHE_SECONDS:
+            self._cache = [load_gallery(source) for source in self.sources]
+            self._loaded_at = time.monotonic()
+        return self._cache
+
+    def entries(self, force: bool = False) -> list[GalleryEntry]:
+        return [entry for gallery in self.load(force) for entry in gallery.entries]
+
+    def find(self, name: str, force: bool = False) -> GalleryEntry:
+        """Look up ``name`` or ``gallery@name`` (case-insensitive)."""
+        gallery_name, _, entry_name = name.rpartition("@")
+        wanted = entry_name.strip().lower()
+        for entry in self.entries(force):
+            if entry.name.lower() == wanted and (not gallery_name or entry.gallery.lower() == gallery_name.lower()):
+                return entry
+        errors = [f"{g.source.name}: {g.error}" for g in self.load() if g.error]
+        hint = f" (unavailable galleries: {'; '.join(errors)})" if errors else ""
+        raise NotFound(f"backend {name!r} was not found in any gallery{hint}", code="backend_not_found")
+
+    def sibling(self, entry: GalleryEntry, name: str) -> GalleryEntry:
+        """The concrete entry ``name`` a meta entry points at (same gallery first)."""
+        try:
+            return self.find(f"{entry.gallery}@{name}")
+        except NotFound:
+            return self.find(name)

@@ -1,0 +1,243 @@
+"""Conformance suite for LocalAI gRPC backends (any language: it only talks gRPC to ``run.sh``).
+
+Run it against your backend::
+
+    pytest --pyargs localai.testing.conformance --backend-command "./run.sh" \\
+        [--backend-model FILE] [--backend-caps health,load,predict,stream,embeddings,tokenize]
+
+The command is started as ``<command> --addr 127.0.0.1:PORT`` in its own process group (as
+LocalAI does), must answer Health ``"OK"`` within ``--backend-timeout`` seconds (default 40)
+and is stopped with SIGTERM at the end. Env fallbacks: ``LOCALAI_BACKEND_COMMAND``,
+``LOCALAI_BACKEND_MODEL``, ``LOCALAI_BACKEND_CAPS`` (or ``BACKEND_TEST_CAPS``),
+``LOCALAI_BACKEND_TIMEOUT``. A test whose capability is not listed is skipped (a selection, not
+a missing dependency). ``LOCALAI_GRPC_AUTH_TOKEN``, when set, is sent as a bearer token.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import grpc
+import pytest
+
+from localai.proto import backend_pb2 as pb
+from localai.proto import backend_pb2_grpc
+
+DEFAULT_CAPS = "health,load,predict,stream"
+MAX_MESSAGE_BYTES = 50 * 1024 * 1024
+PROMPT = "Hello, tell me something about the model and the backend."
+# RPCs expected to answer UNIMPLEMENTED unless their capability is listed: (cap, method, request)
+OPTIONAL_RPCS = [
+    ("rerank", "Rerank", lambda: pb.RerankRequest(query="q", documents=["a", "b"], top_n=1)),
+    ("detect", "Detect", lambda: pb.DetectOptions(src="/nonexistent.png")),
+    ("depth", "Depth", lambda: pb.DepthRequest()),
+    ("vad", "VAD", lambda: pb.VADRequest()),
+]
+
+
+def _setting(config, option: str, *envs: str, default=None):
+    value = config.getoption(option, default=None)
+    for env in envs:
+        if value in (None, ""):
+            value = os.environ.get(env)
+    return default if value in (None, "") else value
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Backend:
+    """A started backend process and a stub connected to it."""
+
+    def __init__(self, argv: list[str], timeout: float):
+        self.addr = f"127.0.0.1:{_free_port()}"
+        self.argv = [*argv, "--addr", self.addr]
+        self.timeout = timeout
+        self.log = tempfile.NamedTemporaryFile(prefix="localai-conformance-", suffix=".log", delete=False)
+        self.proc: subprocess.Popen | None = None
+        token = os.environ.get("LOCALAI_GRPC_AUTH_TOKEN", "")
+        self.metadata = [("authorization", f"Bearer {token}")] if token else None
+        self.channel = grpc.insecure_channel(self.addr, options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ])
+        self.stub = backend_pb2_grpc.BackendStub(self.channel)
+
+    def output(self) -> str:
+        with open(self.log.name, errors="replace") as f:
+            return f.read()[-4000:]
+
+    def call(self, method: str, request, timeout: float = 30.0):
+        """Call a unary RPC (or start a server stream) with the auth metadata, if any."""
+        return getattr(self.stub, method)(request, timeout=timeout, metadata=self.metadata)
+
+    def start(self) -> "Backend":
+        try:
+            self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            pytest.fail(f"cannot start backend {self.argv}: {exc}", pytrace=False)
+        deadline, last = time.monotonic() + self.timeout, "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"backend exited with code {self.proc.returncode} before answering Health:\n"
+                            f"{self.output()}", pytrace=False)
+            try:
+                reply = self.call("Health", pb.HealthMessage(), timeout=2)
+                if reply.message == b"OK":
+                    return self
+                last = f"Health replied {reply.message!r}"
+            except grpc.RpcError as exc:
+                last = f"{exc.code()}: {exc.details()}"
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"backend did not answer Health 'OK' within {self.timeout}s ({last}):\n{self.output()}",
+                    pytrace=False)
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``grace`` seconds; return the exit code."""
+        self.channel.close()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self._killpg(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._killpg(signal.SIGKILL)
+                self.proc.wait()
+        self._killpg(signal.SIGKILL)  # leftovers in the group (e.g. children of run.sh)
+        return self.proc.returncode
+
+    def _killpg(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def caps(request) -> set[str]:
+    """The capability selection (``--backend-caps``)."""
+    value = _setting(request.config, "backend_caps", "LOCALAI_BACKEND_CAPS", "BACKEND_TEST_CAPS",
+                     default=DEFAULT_CAPS)
+    return {c.strip().lower() for c in value.split(",") if c.strip()}
+
+
+@pytest.fixture(scope="module")
+def backend(request):
+    """The backend under test, started once per module and stopped at the end."""
+    command = _setting(request.config, "backend_command", "LOCALAI_BACKEND_COMMAND")
+    if not command:
+        pytest.fail("no backend to test: pass --backend-command \"./run.sh\" "
+                    "(or set LOCALAI_BACKEND_COMMAND)", pytrace=False)
+    timeout = float(_setting(request.config, "backend_timeout", "LOCALAI_BACKEND_TIMEOUT", default=40))
+    proc = Backend(shlex.split(command), timeout).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def load_result(request, backend, caps):
+    """The LoadModel result (called once; None when 'load' is not in the caps)."""
+    if "load" not in caps:
+        return None
+    model = _setting(request.config, "backend_model", "LOCALAI_BACKEND_MODEL", default="")
+    path = os.path.abspath(model) if model and os.path.exists(model) else ""
+    options = pb.ModelOptions(Model=model, ModelFile=path or model, ModelPath=os.path.dirname(path) or os.getcwd())
+    return backend.call("LoadModel", options, timeout=backend.timeout)
+
+
+def need(caps: set[str], *names: str) -> None:
+    missing = [n for n in names if n not in caps]
+    if missing:
+        pytest.skip(f"capability {', '.join(missing)} not selected (--backend-caps)")
+
+
+def test_health_says_ok(backend, caps):
+    need(caps, "health")
+    assert backend.call("Health", pb.HealthMessage()).message == b"OK"
+
+
+def test_load_model_succeeds(load_result, caps):
+    need(caps, "load")
+    assert load_result.success, f"LoadModel failed: {load_result.message!r}"
+
+
+def test_predict_returns_text(backend, load_result, caps):
+    need(caps, "predict")
+    reply = backend.call("Predict", pb.PredictOptions(Prompt=PROMPT, Tokens=16, Seed=1))
+    assert reply.message.strip(), "Predict returned an empty message"
+
+
+def test_predict_stream_yields_chunks(backend, load_result, caps):
+    need(caps, "stream")
+    chunks = list(backend.call("PredictStream", pb.PredictOptions(Prompt=PROMPT, Tokens=16, Seed=1)))
+    assert chunks, "PredictStream yielded no Reply"
+    assert any(c.message for c in chunks), "no streamed Reply carried a message"
+    assert b"".join(c.message for c in chunks).strip(), "the streamed text is empty"
+
+
+def test_max_tokens_is_respected(backend, load_result, caps):
+    need(caps, "predict")
+    reply = backend.call("Predict", pb.PredictOptions(Prompt=PROMPT, Tokens=3, Seed=1))
+    if reply.tokens:
+        assert reply.tokens <= 3, f"Tokens=3 but the backend reports {reply.tokens} tokens"
+    if "stream" in caps:
+        chunks = list(backend.call("PredictStream", pb.PredictOptions(Prompt=PROMPT, Tokens=3, Seed=1)))
+        reported = [c.tokens for c in chunks if c.tokens]
+        assert all(n <= 3 for n in reported), f"Tokens=3 but the stream reports {reported}"
+
+
+def test_embeddings(backend, load_result, caps):
+    need(caps, "embeddings")
+    result = backend.call("Embedding", pb.PredictOptions(Prompt="hello world"))
+    values = list(result.embeddings)
+    assert values, "Embedding returned no values"
+    assert all(math.isfinite(v) for v in values)
+    if result.tokens and result.dim:
+        assert len(values) == result.tokens * result.dim
+
+
+def test_tokenize(backend, load_result, caps):
+    need(caps, "tokenize")
+    result = backend.call("TokenizeString", pb.PredictOptions(Prompt="hello world"))
+    assert result.length > 0 and len(result.tokens) == result.length
+
+
+def test_unimplemented_rpc_is_reported(backend, load_result, caps):
+    choice = next(((cap, m, r) for cap, m, r in OPTIONAL_RPCS if cap not in caps), None)
+    if choice is None:
+        pytest.skip("every probed optional RPC is in --backend-caps")
+    _cap, method, make = choice
+    with pytest.raises(grpc.RpcError) as info:
+        backend.call(method, make())
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED, (
+        f"{method} is not in the caps: expected UNIMPLEMENTED, got {info.value.code()}: {info.value.details()}")
+
+
+def test_still_serving_afterwards(backend, caps):
+    assert backend.proc.poll() is None, f"backend exited with {backend.proc.returncode}:\n{backend.output()}"
+    assert backend.call("Health", pb.HealthMessage()).message == b"OK"
+
+
+def test_sigterm_stops_within_10s(backend):
+    """Last test: SIGTERM (to the process group, as LocalAI sends it) ends the backend."""
+    assert backend.proc.poll() is None
+    started = time.monotonic()
+    backend._killpg(signal.SIGTERM)
+    try:
+        backend.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("backend still running 10 s after SIGTERM")
+    assert time.monotonic() - started < 10
