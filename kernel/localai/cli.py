@@ -277,7 +277,7 @@ def backends_package(directory: Path, tag: str | None, push: bool, output: Path 
         raise click.UsageError("--push needs --tag")
     try:
         if output is not None:
-            digest = oci.write_ocifile(directory, output, (tag or "latest").rpartition(":")[2] or "latest")
+            digest = oci.write_ocifile(directory, output, (oci.Reference.parse(tag).tag if tag else None) or "latest")
             click.echo(f"wrote {output} ({digest})")
         if push:
             digest = oci.push_image(directory, tag)

@@ -22,9 +22,9 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import oras.container
 import oras.provider
@@ -79,11 +79,9 @@ class Reference:
     digest: str | None
 
     @classmethod
-    def parse(cls, ref: str) -> "Reference":
+    def parse(cls, ref: str) -> Reference:
         """Parse ``[oci://]HOST[:PORT]/repo/path[:tag][@sha256:...]`` (Docker Hub when no host)."""
-        s = ref.strip()
-        if s.startswith("oci://"):
-            s = s[len("oci://"):]
+        s = ref.strip().removeprefix("oci://")
         if not s or "://" in s:
             raise OCIError(f"invalid image reference {ref!r}")
         digest = None
@@ -197,6 +195,10 @@ class _Client(oras.provider.Registry):
         c.namespace = c.namespace or None
         c.tag, c.digest = ref.tag or "latest", ref.digest
         self.container = c
+        try:  # credentials from ~/.docker/config.json, as oras' own get_manifest/pull do
+            self.auth.load_configs(c)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
 
     def do_request(self, url, method="GET", data=None, headers=None, json=None, stream=False):
         err = ""
@@ -231,7 +233,7 @@ def _http_error(client: _Client, what: str, resp: requests.Response) -> OCIError
     try:
         errors = resp.json().get("errors") or []
         detail = "; ".join(f"{e.get('code', '')} {e.get('message', '')}".strip() for e in errors)
-    except Exception:
+    except (ValueError, AttributeError, TypeError):
         pass
     reason = {401: "authentication required", 403: "access denied", 404: "not found"}.get(resp.status_code, "")
     msg = f"{client.ref}: {what}: HTTP {resp.status_code} {reason}".rstrip()
@@ -257,14 +259,16 @@ def _get_manifest(client: _Client, ref: str, expect: str | None = None) -> tuple
     with resp:
         if resp.status_code != 200:
             raise _http_error(client, f"manifest {ref}", resp)
-        body = b""
+        body = bytearray()
         for chunk in resp.iter_content(65536):
             body += chunk
             if len(body) > MAX_MANIFEST:
                 raise OCIError(f"{client.ref}: manifest {ref} is larger than {MAX_MANIFEST} bytes")
+        body = bytes(body)
         header = resp.headers.get("Docker-Content-Digest")
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
-    want = expect or (ref if _DIGEST_RE.match(ref) else None) or (header if header and _DIGEST_RE.match(header) else None)
+    want = expect or (ref if _DIGEST_RE.match(ref) else None)
+    want = want or (header if header and _DIGEST_RE.match(header) else None)
     if want:
         h = _hasher(want)
         h.update(body)
@@ -371,7 +375,8 @@ def _download(client: _Client, desc: dict, out: Path, state: dict, cancel, max_b
             time.sleep(BACKOFF * 2 ** (attempt - 1))
         h, got = _hasher(digest), 0
         try:
-            resp = client.do_request(client.url("blobs", digest), "GET", stream=True)
+            resp = client.do_request(client.url("blobs", digest), "GET", stream=True,
+                                     headers={"Accept-Encoding": "identity"})  # the digest is of raw bytes
             with resp, open(out, "wb") as f:
                 if resp.status_code != 200:
                     raise _http_error(client, f"blob {digest}", resp)
@@ -433,7 +438,7 @@ def pull_image(ref: str, dest: Path, *, progress: ProgressFn | None = None,
         for i, layer in enumerate(layers):
             paths.append(tmp / f"layer-{i}")
             _download(client, layer, paths[-1], state, cancel, max_bytes)
-        for path, layer in zip(paths, layers):
+        for path, layer in zip(paths, layers, strict=True):
             if cancel is not None and cancel.is_set():
                 raise OCIError("cancelled")
             try:
@@ -587,12 +592,16 @@ class _Applier:
             if os.path.isdir(full) and not os.path.islink(full):
                 os.chmod(full, mode)
                 _utime(full, mtime)
-        for d, names, files in os.walk(self.root):
-            for name in names + files:
-                p = os.path.join(d, name)
-                if os.path.islink(p) and not _inside(self.root, os.path.realpath(p)):
-                    raise OCIError(f"symlink {os.path.relpath(p, self.root)} -> {os.readlink(p)!r} "
-                                   "resolves outside the destination")
+        stack = [self.root]  # links made safely can still chain outside: check them all
+        while stack:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    if e.is_symlink():
+                        if not _inside(self.root, os.path.realpath(e.path)):
+                            raise OCIError(f"symlink {os.path.relpath(e.path, self.root)} -> "
+                                           f"{os.readlink(e.path)!r} resolves outside the destination")
+                    elif e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
 
 
 def apply_layer(layer: Path, dest: Path) -> None:
@@ -640,6 +649,12 @@ class _Source:
         if self.tar:
             for m in self.tar.getmembers():
                 self.names[posixpath.normpath(m.name)] = m
+
+    def size(self, name: str) -> int:
+        if self.tar:
+            m = self.names.get(posixpath.normpath(name))
+            return m.size if m is not None else 0
+        return (self.path / name).stat().st_size if (self.path / name).is_file() else 0
 
     def has(self, name: str) -> bool:
         return name in self.names if self.tar else (self.path / name).is_file()
@@ -719,7 +734,7 @@ def _import_oci(src: _Source, dest: Path, tmp: Path, progress) -> str:
         paths.append(tmp / f"layer-{i}")
         with src.open(f"blobs/{layer['digest'].replace(':', '/')}") as f:
             _copy_verified(f, paths[-1], layer["digest"], f"{where}: blob {layer['digest']}", state)
-    for path, layer in zip(paths, layers):
+    for path, layer in zip(paths, layers, strict=True):
         try:
             apply_layer(path, dest)
         except OCIError as exc:
@@ -741,7 +756,7 @@ def _import_docker(src: _Source, dest: Path, tmp: Path, progress) -> str:
         config_raw = src.read(manifest[0]["Config"])
         ident = "sha256:" + hashlib.sha256(config_raw).hexdigest()  # the Docker image ID
         diff_ids = ((_json(src, "config", config_raw) or {}).get("rootfs") or {}).get("diff_ids")
-    state = {"done": 0, "total": 0, "progress": progress}
+    state = {"done": 0, "total": sum(src.size(n) for n in layer_names), "progress": progress}
     paths = []
     for i, name in enumerate(layer_names):
         paths.append(tmp / f"layer-{i}")
@@ -752,7 +767,7 @@ def _import_docker(src: _Source, dest: Path, tmp: Path, progress) -> str:
         if (isinstance(diff_ids, list) and len(diff_ids) == len(layer_names) and not compressed
                 and diff_ids[i] != actual):
             raise OCIError(f"{where}: layer {name} does not match diff_id {diff_ids[i]} (got {actual})")
-    for path, name in zip(paths, layer_names):
+    for path, name in zip(paths, layer_names, strict=True):
         try:
             apply_layer(path, dest)
         except OCIError as exc:

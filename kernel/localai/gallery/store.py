@@ -222,7 +222,7 @@ class BackendStore:
         """Unpack ``uri`` into ``root``; return its digest."""
         if uri.startswith("ocifile://"):
             return oci.import_ocifile(Path(uri[len("ocifile://"):]), root, progress=progress)
-        if oci.is_oci_reference(uri):
+        if oci.is_oci_reference(uri) and not os.path.exists(uri):
             return oci.pull_image(uri[len("oci://"):] if uri.startswith("oci://") else uri, root,
                                   progress=progress, cancel=cancel, max_bytes=self.max_bytes)
         parsed = urlparse(uri)

@@ -54,7 +54,7 @@ class Registry:
     def url(self) -> str:
         return f"http://{self.host}"
 
-    def start(self, timeout: float = 15.0) -> "Registry":
+    def start(self, timeout: float = 15.0) -> Registry:
         """Start the server (retrying on a port race) and wait until ``GET /v2/`` is 200."""
         last = ""
         for _ in range(3):
@@ -96,7 +96,7 @@ class Registry:
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self.start()
 
     def __exit__(self, *exc) -> None:
