@@ -311,3 +311,23 @@ def test_job_events_stream(localai_server, env, tmp_path):
     thread.join(30)
     assert seen and seen[-1]["processed"] and seen[-1]["error"] is None
     assert seen[-1]["gallery_element_name"] == "cpu-template-backend"
+
+
+def test_cli_package_push_and_ocifile_install(oci_registry, env, tmp_path):
+    source = template_copy(tmp_path, "3.0.0")
+    ref = f"{oci_registry.host}/authors/my-backend:3.0"
+    archive = tmp_path / "my-backend.tar"
+    packaged = subprocess.run([sys.executable, "-m", "localai", "backends", "package", str(source), "--tag", ref,
+                               "--push", "--output", str(archive)], capture_output=True, text=True, timeout=120)
+    assert packaged.returncode == 0, packaged.stderr
+    assert oci.remote_digest(ref) in packaged.stdout
+    assert cli("install", f"ocifile://{archive}", env=env).returncode == 0
+    assert cli("install", ref, "--name", "pushed", env=env).returncode == 0
+    listed = {b["Name"]: b["Metadata"] for b in json.loads(cli("list", "--json", env=env).stdout)}
+    assert set(listed) == {"my-backend", "pushed"}
+    assert listed["pushed"]["digest"] == oci.remote_digest(ref)
+    norun = tmp_path / "norun"
+    norun.mkdir()
+    refused = subprocess.run([sys.executable, "-m", "localai", "backends", "package", str(norun), "--output",
+                              str(tmp_path / "x.tar")], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "run.sh" in refused.stderr
