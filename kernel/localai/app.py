@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from .api import backends, openai, system
+from .api import audio, backends, images, openai, rerank, system
 from .backends.manager import ModelManager
 from .errors import APIError
 from .gallery.service import BackendGallery
@@ -30,6 +33,8 @@ class AppState:
     registry: ModelRegistry
     manager: ModelManager
     gallery: BackendGallery
+    generated_dir: Path = Path()
+    upload_dir: Path = Path()
     started_at: float = field(default_factory=time.time)
     ready: bool = False
 
@@ -49,10 +54,18 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
     app = Quart("localai", static_folder=None)
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=600, MAX_CONTENT_LENGTH=64 * 1024 * 1024)
     gallery = BackendGallery(settings, host)
-    app.extensions["localai"] = state = AppState(settings, host, registry, manager, gallery)
+    scratch = Path(tempfile.mkdtemp(prefix="localai-"))
+    generated = settings.generated_content_path or scratch / "generated"
+    uploads = settings.upload_path or scratch / "uploads"
+    for directory in (generated, uploads):
+        directory.mkdir(parents=True, exist_ok=True)
+    app.extensions["localai"] = state = AppState(settings, host, registry, manager, gallery, generated, uploads)
     app.register_blueprint(openai.bp)
     app.register_blueprint(system.bp)
     app.register_blueprint(backends.bp)
+    app.register_blueprint(images.bp)
+    app.register_blueprint(audio.bp)
+    app.register_blueprint(rerank.bp)
 
     @app.errorhandler(APIError)
     async def api_error(error: APIError):
@@ -90,6 +103,7 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
             await host.lifecycle("localai_shutdown", app)
         finally:
             await manager.shutdown()
+            shutil.rmtree(scratch, ignore_errors=True)
 
     host.register_routes(app)
     return app

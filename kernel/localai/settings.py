@@ -27,6 +27,11 @@ def split_list(value: str | None) -> list[str]:
     return [item for item in value.replace(",", " ").split() if item]
 
 
+def optional_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
 def parse_duration(value: str | float | int | None, default: float = 0.0) -> float:
     """Parse "15m", "30s", "2h", "500ms" or a number of seconds."""
     if value is None or value == "":
@@ -51,6 +56,8 @@ class Settings:
     backend_galleries: str | None = None  # LocalAI's JSON list; None = the default gallery
     external_backends: list[str] = field(default_factory=list)  # installed at start-up
     max_backend_bytes: int = 0  # refuse backend images larger than this (0 = no limit)
+    generated_content_path: Path | None = None  # generated images/audio (default: a temp dir)
+    upload_path: Path | None = None  # uploads handed to backends (default: a temp dir)
     threads: int = 0
     context_size: int = 0
     log_level: str = "info"
@@ -84,6 +91,8 @@ class Settings:
             backend_galleries=os.environ.get("LOCALAI_BACKEND_GALLERIES") or os.environ.get("BACKEND_GALLERIES"),
             external_backends=env_list("LOCALAI_EXTERNAL_BACKENDS"),
             max_backend_bytes=int(os.environ.get("LOCALAI_MAX_BACKEND_BYTES") or 0),
+            generated_content_path=optional_path("LOCALAI_GENERATED_CONTENT_PATH"),
+            upload_path=optional_path("LOCALAI_UPLOAD_PATH"),
             threads=int(os.environ.get("LOCALAI_THREADS") or 0),
             context_size=int(os.environ.get("LOCALAI_CONTEXT_SIZE") or 0),
             log_level=os.environ.get("LOCALAI_LOG_LEVEL") or "info",

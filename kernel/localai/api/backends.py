@@ -10,7 +10,7 @@ from quart import Blueprint, Response, request
 from ..errors import NotFound
 from ..gallery.service import looks_like_uri
 from ..gallery.store import default_name, valid_name
-from .openai import json_body, json_response, state
+from .common import json_body, json_response, state
 from .schemas import BackendApplyRequest, parse
 
 bp = Blueprint("backends", __name__)

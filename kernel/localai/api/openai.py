@@ -15,13 +15,14 @@ from typing import Any, AsyncIterator
 
 import grpc
 import orjson
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response
 
 from ..backends.manager import LoadedModel, ModelManager
 from ..errors import BadRequest
 from ..models.config import ModelConfig
 from ..models.templates import plain_chat_prompt, render, render_chat
 from ..proto import backend_pb2
+from .common import json_body, json_response, state, versioned
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Sampling, parse
 
 bp = Blueprint("openai", __name__)
@@ -33,33 +34,7 @@ DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def route(rule: str, **options):
-    """Register a view under ``/v1<rule>`` and ``<rule>``."""
-
-    def decorator(func):
-        bp.add_url_rule(f"/v1{rule}", view_func=func, **options)
-        bp.add_url_rule(rule, endpoint=f"{func.__name__}_unprefixed", view_func=func, **options)
-        return func
-
-    return decorator
-
-
-def state():
-    return current_app.extensions["localai"]
-
-
-async def json_body() -> Any:
-    data = await request.get_data()
-    if not data:
-        raise BadRequest("the request body is empty; send a JSON object")
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-
-
-def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status=status, content_type="application/json")
+route = versioned(bp)
 
 
 # -- models -----------------------------------------------------------------------------
@@ -69,7 +44,8 @@ def json_response(payload: Any, status: int = 200) -> Response:
 async def list_models():
     created = int(state().started_at)
     data = [
-        {"id": config.name, "object": "model", "created": created, "owned_by": "localai"}
+        {"id": config.name, "object": "model", "created": created, "owned_by": "localai",
+         "backend": config.backend_name, "usecases": sorted(model_usecases(config))}
         for config in state().registry.all()
     ]
     return json_response({"object": "list", "data": data})
@@ -84,6 +60,24 @@ def model_usecases(config: ModelConfig) -> set[str]:
         return set(config.known_usecases)
     spec = state().host.backend(config.backend_name)
     return set(spec.usecases) if spec else set()
+
+
+def require_usecase(config: ModelConfig, usecase: str) -> None:
+    """A model that cannot do this endpoint's job is a 400, not a crash in its backend."""
+    usecases = model_usecases(config)
+    if usecases and usecase not in usecases:
+        raise BadRequest(
+            f"model {config.name!r} does not support {usecase} (it supports: {', '.join(sorted(usecases))})",
+            param="model",
+            code="unsupported_model",
+        )
+
+
+def model_for(requested: str | None, usecase: str) -> ModelConfig:
+    """The config of the requested (or default) model, checked for ``usecase``."""
+    config = state().manager.config(pick_model(requested, usecase))
+    require_usecase(config, usecase)
+    return config
 
 
 def pick_model(requested: str | None, usecase: str) -> str:
@@ -248,8 +242,8 @@ async def chat_completions():
     if isinstance(body, dict):
         app_state.host.before_inference(body)
     req = parse(ChatCompletionRequest, body)
-    name = pick_model(req.model, "chat")
-    config = app_state.manager.config(name)
+    config = model_for(req.model, "chat")
+    name = config.name
     options = chat_options(req, config)
     limit = options.Tokens
     model = await app_state.manager.acquire(name)
@@ -304,8 +298,8 @@ async def completions():
     if isinstance(body, dict):
         app_state.host.before_inference(body)
     req = parse(CompletionRequest, body)
-    name = pick_model(req.model, "completion")
-    config = app_state.manager.config(name)
+    config = model_for(req.model, "completion")
+    name = config.name
     prompts = req.prompts()
     base_options = predict_options(req, config, req.token_limit)
     limit = base_options.Tokens
@@ -379,8 +373,7 @@ async def embeddings():
     if isinstance(body, dict):
         app_state.host.before_inference(body)
     req = parse(EmbeddingRequest, body)
-    name = pick_model(req.model, "embeddings")
-    app_state.manager.config(name)
+    name = model_for(req.model, "embeddings").name
     data = []
     prompt_tokens = 0
     async with app_state.manager.use(name) as model:

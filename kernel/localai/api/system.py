@@ -7,7 +7,7 @@ from quart import Blueprint, Response
 
 from .. import __version__
 from ..proto import backend_pb2
-from .openai import json_body, json_response, state
+from .common import json_body, json_response, state
 from .schemas import ModelRequest, TokenizeRequest, parse
 
 bp = Blueprint("system", __name__)

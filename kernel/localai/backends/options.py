@@ -32,4 +32,20 @@ def model_options(config: ModelConfig, settings: Settings, model_file: str) -> b
         options.Seed = config.parameters.seed
     if config.flash_attention:
         options.FlashAttention = config.flash_attention
+    if config.type:
+        options.Type = config.type
+    diffusers = config.diffusers
+    cuda = config.cuda if config.cuda is not None else diffusers.get("cuda")
+    if cuda:
+        options.CUDA = True
+    if diffusers.get("pipeline_type"):
+        options.PipelineType = str(diffusers["pipeline_type"])
+    if diffusers.get("scheduler_type"):
+        options.SchedulerType = str(diffusers["scheduler_type"])
+    if diffusers.get("img2img"):
+        options.IMG2IMG = True
+    if diffusers.get("clip_skip"):
+        options.CLIPSkip = int(diffusers["clip_skip"])
+    if config.cfg_scale is not None:
+        options.CFGScale = config.cfg_scale
     return options

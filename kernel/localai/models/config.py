@@ -77,6 +77,12 @@ class ModelConfig(BaseModel):
     system_prompt: str = ""
     pinned: bool = False
     flash_attention: str | None = None
+    cuda: bool | None = None
+    type: str | None = None
+    step: int | None = None
+    cfg_scale: float | None = None
+    diffusers: dict[str, Any] = Field(default_factory=dict)
+    tts: dict[str, Any] = Field(default_factory=dict)
     # where it came from: a YAML path or "plugin:<name>"
     source: str = Field(default="", exclude=True)
 
