@@ -159,7 +159,7 @@ def convert_wav(data: bytes, response_format: str) -> bytes:
         encoder.set_in_sample_rate(rate)
         encoder.set_channels(channels)
         encoder.set_quality(5)
-        return encoder.encode(frames) + encoder.flush()
+        return bytes(encoder.encode(frames) + encoder.flush())
     if response_format == "flac":
         try:
             import numpy

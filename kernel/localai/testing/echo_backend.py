@@ -9,6 +9,11 @@ Knobs (``options:`` of the model, sent as ``ModelOptions.Options`` ``"key:value"
 ``fail-load`` is refused. Env ``ECHO_HEALTH_DELAY=S`` delays serving at start.
 Input triggers: ``CRASH_NOW`` (exit 3 before replying), ``CRASH_MIDSTREAM`` (exit 3 after two
 streamed words), ``ERROR_NOW`` (gRPC INTERNAL).
+
+Media, for testing the kernel's routes: GenerateImage writes a solid-colour PNG of the asked
+size (colour from the seed); TTS writes 16 kHz mono WAV silence, 0.05 s per character divided
+by ``params["speed"]``; AudioTranscription answers "echo transcript of N bytes" in two segments
+(a file starting with ``NOTAUDIO`` is INVALID_ARGUMENT); Rerank scores by shared words.
 """
 
 from __future__ import annotations
@@ -152,6 +157,64 @@ class EchoBackend(backend_pb2_grpc.BackendServicer):
         check_identity(request.ModelIdentity, self.model, context)
         tokens = [zlib.crc32(w.encode()) % 50000 for w in _input_text(request).split()]
         return pb.TokenizationResponse(length=len(tokens), tokens=tokens)
+
+
+    def GenerateImage(self, request, context):
+        if request.width <= 0 or request.height <= 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "echo: width and height must be positive")
+        colour = bytes(hashlib.sha256(str(request.seed).encode()).digest()[:3])
+        _write_png(request.dst, request.width, request.height, colour)
+        return pb.Result(success=True, message=f"echo image {request.width}x{request.height}")
+
+    def TTS(self, request, context):
+        if not request.text.strip():
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "echo: empty text")
+        speed = float(request.params.get("speed", "1") or 1)
+        frames = int(16000 * 0.05 * len(request.text) / speed)
+        import wave
+
+        with wave.open(request.dst, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16000)
+            out.writeframes(b"\x00\x00" * frames)
+        return pb.Result(success=True, message=f"{frames} frames")
+
+    def AudioTranscription(self, request, context):
+        with open(request.dst, "rb") as audio:
+            data = audio.read()
+        if data.startswith(b"NOTAUDIO"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "echo: cannot decode audio")
+        second = 1_000_000_000
+        words = [pb.TranscriptWord(start=0, end=second // 2, text="echo")]
+        segments = [
+            pb.TranscriptSegment(id=0, start=0, end=int(1.5 * second), text=" echo transcript", words=words),
+            pb.TranscriptSegment(id=1, start=int(1.5 * second), end=3 * second, text=f" of {len(data)} bytes"),
+        ]
+        return pb.TranscriptResult(segments=segments, text=f"echo transcript of {len(data)} bytes",
+                                   language=request.language or "en", duration=3.0)
+
+    def Rerank(self, request, context):
+        query = set(request.query.lower().split())
+        scored = [pb.DocumentResult(index=i, text=doc, relevance_score=len(query & set(doc.lower().split())) /
+                                    (len(query) or 1)) for i, doc in enumerate(request.documents)]
+        scored.sort(key=lambda r: r.relevance_score, reverse=True)
+        if request.top_n:
+            scored = scored[: request.top_n]
+        words = len(request.query.split()) + sum(len(d.split()) for d in request.documents)
+        return pb.RerankResult(results=scored, usage=pb.Usage(total_tokens=words, prompt_tokens=words))
+
+
+def _write_png(path: str, width: int, height: int, rgb: bytes) -> None:
+    """A solid-colour RGB PNG, written with zlib alone."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + rgb * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    with open(path, "wb") as out:
+        out.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) +
+                  chunk(b"IEND", b""))
 
 
 def main(argv=None) -> None:
