@@ -1,0 +1,270 @@
+"""gRPC servicer of the sentence-transformers backend (embeddings, rerank, tokenize).
+
+torch and sentence_transformers are imported by LoadModel (the import takes ~5 s), on the
+one worker thread that runs every model call for the life of the process: calls are
+serialised, FIFO, and ``torch.set_num_threads`` applies to the thread that computes.
+
+The model is a ``SentenceTransformer`` (bi-encoder): Embedding returns its pooled vector
+and Rerank scores documents by cosine similarity to the query. With ``Type: CrossEncoder``
+(or the option ``cross_encoder:true``) a ``CrossEncoder`` is loaded instead: Rerank returns
+its scores and Embedding is refused.
+
+``ModelOptions.Options`` entries (``"key:value"``; a bare key means true):
+
+- ``normalize:false``: return raw instead of L2-normalised embeddings (a trailing
+  ``Normalize`` module of the model, as all-MiniLM-L6-v2 has, is dropped too)
+- ``cross_encoder:true``: load the model as a CrossEncoder
+- ``max_seq_length:N``: truncate inputs to N tokens (default: the model's own)
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import grpc
+
+from localai.backend_server import check_identity
+from localai.proto import backend_pb2, backend_pb2_grpc
+
+# model files are local; never reach for the Hub (an explicit HF_HUB_OFFLINE=0 wins)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class NotLoaded(Exception):
+    """A model call arrived before LoadModel succeeded."""
+
+
+class BadRequest(Exception):
+    """The request cannot be served as asked (empty query, no documents...)."""
+
+
+def parse_options(options: Any) -> dict[str, str]:
+    """``["key:value", "flag"]`` → ``{"key": "value", "flag": "true"}``."""
+    parsed: dict[str, str] = {}
+    for opt in options:
+        key, sep, value = opt.partition(":")
+        parsed[key.strip()] = value.strip() if sep else "true"
+    return parsed
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on", "enabled")
+
+
+def _rss() -> int:
+    """Resident set size of this process in bytes."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def model_path(req: Any) -> str:
+    """ModelFile, else Model under ModelPath, else Model itself (a Hub id in the local cache)."""
+    if req.ModelFile:
+        return req.ModelFile
+    if req.Model and req.ModelPath:
+        joined = os.path.join(req.ModelPath, req.Model)
+        if os.path.exists(joined):
+            return joined
+    return req.Model
+
+
+class Engine:
+    """The model state. Every method runs on the worker thread only."""
+
+    def __init__(self) -> None:
+        self.model: Any = None  # SentenceTransformer or CrossEncoder
+        self.cross = False
+        self.normalize = True
+
+    def load(self, req: Any) -> Any:
+        """LoadModel: a SentenceTransformer, or a CrossEncoder when asked."""
+        import torch
+
+        path = model_path(req)
+        if not path:
+            return backend_pb2.Result(success=False, message="no model given (ModelFile or Model)")
+        if os.path.isabs(path) and not os.path.exists(path):
+            return backend_pb2.Result(success=False, message=f"model not found: {path}")
+        opts = parse_options(req.Options)
+        torch.set_num_threads(max(1, req.Threads or os.cpu_count() or 1))
+        device = "cuda" if req.CUDA and torch.cuda.is_available() else "cpu"
+        cross = req.Type.lower() == "crossencoder" or _truthy(opts.get("cross_encoder"))
+        self.free()
+        try:
+            if cross:
+                from sentence_transformers import CrossEncoder
+
+                model = CrossEncoder(path, device=device, trust_remote_code=req.TrustRemoteCode)
+            else:
+                from sentence_transformers import SentenceTransformer
+
+                model = SentenceTransformer(path, device=device, trust_remote_code=req.TrustRemoteCode)
+            if opts.get("max_seq_length"):
+                setattr(model, "max_length" if cross else "max_seq_length", int(opts["max_seq_length"]))
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            return backend_pb2.Result(success=False, message=f"failed to load {path}: {exc}")
+        self.normalize = opts.get("normalize", "true").lower() != "false"
+        if not cross and not self.normalize and type(model[-1]).__name__ == "Normalize":
+            del model[len(model) - 1]
+        self.model, self.cross = model, cross
+        kind = "CrossEncoder" if cross else "SentenceTransformer"
+        return backend_pb2.Result(success=True, message=f"{kind} loaded on {device}")
+
+    def free(self) -> Any:
+        """Free: drop the model (and the CUDA cache when there is one)."""
+        if self.model is not None:
+            self.model = None
+            import gc
+
+            import torch
+
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        return backend_pb2.Result(success=True, message="model freed")
+
+    def _require(self) -> Any:
+        if self.model is None:
+            raise NotLoaded("model not loaded")
+        return self.model
+
+    def _max_len(self) -> int | None:
+        model = self.model
+        return model.max_length if self.cross else model.max_seq_length
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model sees for ``texts`` (special tokens included, truncated)."""
+        enc = self._require().tokenizer(texts, truncation=True, max_length=self._max_len())
+        return sum(len(ids) for ids in enc["input_ids"])
+
+    def _text(self, req: Any) -> str:
+        """Prompt, or EmbeddingTokens decoded back to text."""
+        if not req.EmbeddingTokens:
+            return req.Prompt
+        tok = self.model.tokenizer
+        ids = list(req.EmbeddingTokens)
+        if min(ids) < 0 or max(ids) >= len(tok):
+            raise BadRequest(f"token ids must lie in [0, {len(tok)})")
+        return tok.decode(ids, skip_special_tokens=True)
+
+    def embed(self, req: Any) -> Any:
+        """Embedding: one pooled vector for Prompt (or EmbeddingTokens)."""
+        model = self._require()
+        if self.cross:
+            raise BadRequest("this model is a CrossEncoder: it ranks pairs and has no embeddings")
+        text = self._text(req)
+        vec = model.encode([text], normalize_embeddings=self.normalize, convert_to_numpy=True)[0]
+        return backend_pb2.EmbeddingResult(
+            embeddings=vec.tolist(),
+            dim=len(vec),
+            tokens=1,
+            prompt_tokens=self.count_tokens([text]),
+            layout=backend_pb2.EMBEDDING_LAYOUT_FINAL,
+        )
+
+    def rerank(self, req: Any) -> Any:
+        """Rerank: documents by descending relevance to the query, ``top_n`` of them (0 = all)."""
+        model = self._require()
+        if not req.query.strip():
+            raise BadRequest("query must not be empty")
+        docs = list(req.documents)
+        if not docs:
+            raise BadRequest("documents must not be empty")
+        if self.cross:
+            scores = model.predict([(req.query, d) for d in docs], convert_to_numpy=True)
+            if scores.ndim == 2:  # several labels: the last one is "relevant"
+                scores = scores[:, -1]
+            n_tokens = self.count_tokens([req.query] * len(docs)) + self.count_tokens(docs)
+        else:
+            emb = model.encode([req.query, *docs], normalize_embeddings=True, convert_to_numpy=True)
+            scores = emb[1:] @ emb[0]
+            n_tokens = self.count_tokens([req.query]) + self.count_tokens(docs)
+        order = sorted(range(len(docs)), key=lambda i: -float(scores[i]))
+        if req.top_n > 0:
+            order = order[: req.top_n]
+        return backend_pb2.RerankResult(
+            usage=backend_pb2.Usage(total_tokens=n_tokens, prompt_tokens=n_tokens),
+            results=[
+                backend_pb2.DocumentResult(index=i, text=docs[i], relevance_score=float(scores[i]))
+                for i in order
+            ],
+        )
+
+    def tokenize(self, req: Any) -> Any:
+        """TokenizeString: the prompt's token ids, without special tokens."""
+        ids = self._require().tokenizer(req.Prompt, add_special_tokens=False)["input_ids"]
+        return backend_pb2.TokenizationResponse(length=len(ids), tokens=ids)
+
+
+class SentenceTransformersServicer(backend_pb2_grpc.BackendServicer):
+    """The Backend service; handlers relay work to the single model worker thread."""
+
+    def __init__(self) -> None:
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="st-worker")
+        self.engine = Engine()
+        self.model = ""
+        self.busy = False
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the worker thread and return its result (or raise)."""
+
+        def job() -> Any:
+            self.busy = True
+            try:
+                return fn(*args)
+            finally:
+                self.busy = False
+
+        return self.worker.submit(job).result()
+
+    def _call(self, request: Any, context: Any, fn: Callable[..., Any]) -> Any:
+        if self.model:
+            check_identity(request.ModelIdentity, self.model, context)
+        try:
+            return self._run(fn, request)
+        except NotLoaded:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "model not loaded")
+        except BadRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception as exc:  # noqa: BLE001
+            context.abort(grpc.StatusCode.INTERNAL, f"sentence-transformers: {type(exc).__name__}: {exc}")
+
+    def Health(self, request, context):
+        return backend_pb2.Reply(message=b"OK")
+
+    def LoadModel(self, request, context):
+        try:
+            result = self._run(self.engine.load, request)
+        except Exception as exc:  # noqa: BLE001 - e.g. torch failed to import
+            result = backend_pb2.Result(success=False, message=f"failed to load model: {exc}")
+        self.model = (request.Model or request.ModelFile) if result.success else ""
+        return result
+
+    def Embedding(self, request, context):
+        return self._call(request, context, self.engine.embed)
+
+    def Rerank(self, request, context):
+        return self._call(request, context, self.engine.rerank)
+
+    def TokenizeString(self, request, context):
+        return self._call(request, context, self.engine.tokenize)
+
+    def Status(self, request, context):
+        if self.engine.model is None:
+            state = backend_pb2.StatusResponse.UNINITIALIZED
+        elif self.busy:
+            state = backend_pb2.StatusResponse.BUSY
+        else:
+            state = backend_pb2.StatusResponse.READY
+        return backend_pb2.StatusResponse(state=state, memory=backend_pb2.MemoryUsageData(total=_rss()))
+
+    def Free(self, request, context):
+        result = self._run(self.engine.free)
+        self.model = ""
+        return result
