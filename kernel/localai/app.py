@@ -13,9 +13,11 @@ import orjson
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from .api import audio, backends, images, openai, rerank, system
+from .api import audio, backends, images, model_gallery as model_gallery_api, openai, rerank, system
 from .backends.manager import ModelManager
 from .errors import APIError
+from .gallery.jobs import JobManager
+from .gallery.models import ModelGallery
 from .gallery.service import BackendGallery
 from .host import PluginHost
 from .models.registry import ModelRegistry
@@ -33,6 +35,7 @@ class AppState:
     registry: ModelRegistry
     manager: ModelManager
     gallery: BackendGallery
+    models: ModelGallery
     generated_dir: Path = Path()
     upload_dir: Path = Path()
     started_at: float = field(default_factory=time.time)
@@ -53,19 +56,22 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
 
     app = Quart("localai", static_folder=None)
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=600, MAX_CONTENT_LENGTH=64 * 1024 * 1024)
-    gallery = BackendGallery(settings, host)
+    jobs = JobManager()
+    gallery = BackendGallery(settings, host, jobs)
+    model_gallery = ModelGallery(settings, host, gallery, registry)
     scratch = Path(tempfile.mkdtemp(prefix="localai-"))
     generated = settings.generated_content_path or scratch / "generated"
     uploads = settings.upload_path or scratch / "uploads"
     for directory in (generated, uploads):
         directory.mkdir(parents=True, exist_ok=True)
-    app.extensions["localai"] = state = AppState(settings, host, registry, manager, gallery, generated, uploads)
+    app.extensions["localai"] = state = AppState(settings, host, registry, manager, gallery, model_gallery, generated, uploads)
     app.register_blueprint(openai.bp)
     app.register_blueprint(system.bp)
     app.register_blueprint(backends.bp)
     app.register_blueprint(images.bp)
     app.register_blueprint(audio.bp)
     app.register_blueprint(rerank.bp)
+    app.register_blueprint(model_gallery_api.bp)
 
     @app.errorhandler(APIError)
     async def api_error(error: APIError):

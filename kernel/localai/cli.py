@@ -63,11 +63,19 @@ def settings_from(**options) -> Settings:
               help='JSON list of {"name", "url"} backend galleries.')
 @click.option("--external-backends", envvar="LOCALAI_EXTERNAL_BACKENDS",
               help="Backends (gallery names or URIs) to install at start-up, comma-separated.")
-def run(**options):
-    """Start the API server."""
+@click.argument("models_to_run", metavar="[MODEL|URI]...", nargs=-1)
+def run(models_to_run, **options):
+    """Start the API server (installing the named models first when missing)."""
     if options.get("log_level") == "warn":
         options["log_level"] = "warning"
     settings = settings_from(**options)
+    if models_to_run:
+        gallery = model_gallery(models_path=settings.models_path, backends_path=settings.backends_path,
+                                external_grpc_backends=",".join(settings.external_grpc_backends))
+        for item in models_to_run:
+            if gallery.registry.get(item) is None:
+                installed = run_gallery_action(lambda bar: gallery.install(item, progress=bar), item)
+                click.echo(f"installed model {installed}", err=True)
     from .server import run as run_server
 
     try:
@@ -78,34 +86,69 @@ def run(**options):
 
 @cli.group()
 def models():
-    """Inspect model configs."""
+    """List and install models (configs, galleries, URIs)."""
 
 
-@models.command("list")
-@common_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def models_list(as_json: bool, **options):
-    """List the models the server would serve, and broken configs."""
+def model_gallery(**options):
+    """A ModelGallery (with the plugin host and backend gallery) for the CLI."""
+    from .gallery.models import ModelGallery
+    from .gallery.service import BackendGallery
     from .host import PluginHost
     from .models.registry import ModelRegistry
 
     settings = settings_from(**options)
     try:
-        host = PluginHost(settings)
+        host = PluginHost(settings, lenient=True)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     registry = ModelRegistry(settings.models_path, host.model_configs())
+    return ModelGallery(settings, host, BackendGallery(settings, host), registry)
+
+
+@models.command("list")
+@common_options
+@click.option("--available", is_flag=True, help="List the model galleries' entries instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_list(available: bool, as_json: bool, **options):
+    """List the models the server would serve (and broken configs), or the galleries' models."""
+    gallery = model_gallery(**options)
+    if available:
+        rows = gallery.available()
+        for loaded in gallery.galleries.load():
+            if loaded.error:
+                click.echo(f"gallery {loaded.source.name} is unavailable: {loaded.error}", err=True)
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            click.echo(f" {'*' if row['installed'] else '-'} {row['gallery']}@{row['name']}  {row['description']}".rstrip())
+        return
+    registry = gallery.registry
     rows = [{"name": c.name, "backend": c.backend_name, "source": c.source} for c in registry.all()]
     broken = [{"source": b.source, "error": b.error} for b in registry.broken]
     if as_json:
         click.echo(json.dumps({"models": rows, "broken": broken}, indent=2))
         return
     if not rows:
-        click.echo(f"No models. Add YAML configs to {settings.models_path} or install a model plugin.")
+        click.echo(f"No models. Add YAML configs to {gallery.settings.models_path} or install a model plugin.")
     for row in rows:
         click.echo(f"{row['name']}\t{row['backend'] or '-'}\t{row['source']}")
     for item in broken:
         click.echo(f"BROKEN {item['source']}: {item['error']}", err=True)
+
+
+@models.command("install")
+@common_options
+@click.argument("models_to_install", metavar="NAME|URI...", nargs=-1, required=True)
+@click.option("--name", help="Install under this name (one model only).")
+def models_install(models_to_install, name: str | None, **options):
+    """Install models from the galleries (name or gallery@name) or from a URI."""
+    gallery = model_gallery(**options)
+    if name and len(models_to_install) > 1:
+        raise click.UsageError("--name works with one model only")
+    for item in models_to_install:
+        installed = run_gallery_action(lambda bar: gallery.install(item, name=name, progress=bar), item)
+        click.echo(f"installed model {installed}")
 
 
 @cli.command()

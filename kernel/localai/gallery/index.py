@@ -114,51 +114,54 @@ def read_url(url: str) -> bytes:
     raise ValueError(f"unsupported gallery URL scheme {parsed.scheme!r}")
 
 
-def parse_index(data: bytes, gallery: str) -> list[GalleryEntry]:
+def parse_index(data: bytes, gallery: str, entry_type: type[BaseModel] = GalleryEntry) -> list:
     """Parse a gallery YAML list; entries that are not valid are logged and skipped."""
     documents = yaml.safe_load(data)
     if documents is None:
         return []
     if not isinstance(documents, list):
-        raise ValueError("a backend gallery must be a YAML list of entries")
+        raise ValueError("a gallery must be a YAML list of entries")
     entries = []
     for item in documents:
         if not isinstance(item, dict):
             continue
         try:
-            entries.append(GalleryEntry.model_validate({**item, "gallery": gallery}))
+            entries.append(entry_type.model_validate({**item, "gallery": gallery}))
         except ValidationError as exc:
             log.warning("gallery %s: skipping invalid entry %r: %s", gallery, item.get("name"), exc.errors()[0]["msg"])
     return entries
 
 
-def load_gallery(source: GallerySource) -> Gallery:
+def load_gallery(source: GallerySource, entry_type: type[BaseModel] = GalleryEntry, kind: str = "backend") -> Gallery:
     try:
-        return Gallery(source, parse_index(read_url(source.url), source.name))
+        return Gallery(source, parse_index(read_url(source.url), source.name, entry_type))
     except Exception as exc:  # an unreachable or malformed gallery must not hide the others
         error = f"{type(exc).__name__}: {exc}"
-        log.error("backend gallery %s (%s) is unavailable: %s", source.name, source.url, error)
+        log.error("%s gallery %s (%s) is unavailable: %s", kind, source.name, source.url, error)
         return Gallery(source, error=error)
 
 
 class Galleries:
-    """The configured backend galleries, fetched on demand and cached briefly."""
+    """Configured galleries (of backends, or of models), fetched on demand and cached briefly."""
 
-    def __init__(self, sources: Iterable[GallerySource]):
+    def __init__(self, sources: Iterable[GallerySource], entry_type: type[BaseModel] = GalleryEntry,
+                 kind: str = "backend"):
         self.sources = list(sources)
+        self.entry_type = entry_type
+        self.kind = kind
         self._cache: list[Gallery] | None = None
         self._loaded_at = 0.0
 
     def load(self, force: bool = False) -> list[Gallery]:
         if force or self._cache is None or time.monotonic() - self._loaded_at > CACHE_SECONDS:
-            self._cache = [load_gallery(source) for source in self.sources]
+            self._cache = [load_gallery(source, self.entry_type, self.kind) for source in self.sources]
             self._loaded_at = time.monotonic()
         return self._cache
 
-    def entries(self, force: bool = False) -> list[GalleryEntry]:
+    def entries(self, force: bool = False) -> list:
         return [entry for gallery in self.load(force) for entry in gallery.entries]
 
-    def find(self, name: str, force: bool = False) -> GalleryEntry:
+    def find(self, name: str, force: bool = False):
         """Look up ``name`` or ``gallery@name`` (case-insensitive)."""
         gallery_name, _, entry_name = name.rpartition("@")
         wanted = entry_name.strip().lower()
@@ -167,7 +170,7 @@ class Galleries:
                 return entry
         errors = [f"{g.source.name}: {g.error}" for g in self.load() if g.error]
         hint = f" (unavailable galleries: {'; '.join(errors)})" if errors else ""
-        raise NotFound(f"backend {name!r} was not found in any gallery{hint}", code="backend_not_found")
+        raise NotFound(f"{self.kind} {name!r} was not found in any gallery{hint}", code=f"{self.kind}_not_found")
 
     def sibling(self, entry: GalleryEntry, name: str) -> GalleryEntry:
         """The concrete entry ``name`` a meta entry points at (same gallery first)."""

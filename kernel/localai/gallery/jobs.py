@@ -38,7 +38,7 @@ class Job:
             "id": self.id,
             "kind": self.kind,
             "gallery_element_name": self.name,
-            "deletion": self.kind == "delete",
+            "deletion": self.kind.endswith("delete"),
             "processed": self.processed,
             "progress": round(self.progress, 1),
             "message": self.message,

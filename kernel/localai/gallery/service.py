@@ -42,13 +42,13 @@ def looks_like_uri(value: str) -> bool:
 class BackendGallery:
     """Installs, deletes and upgrades backends, and keeps the plugin host's list current."""
 
-    def __init__(self, settings: Settings, host: PluginHost | None = None):
+    def __init__(self, settings: Settings, host: PluginHost | None = None, jobs: JobManager | None = None):
         self.settings = settings
         self.host = host
         self.galleries = Galleries(gallery_sources(settings, host))
         max_bytes = settings.max_backend_bytes or None
         self.store = BackendStore(settings.backends_path, settings.backends_system_path, max_bytes=max_bytes)
-        self.jobs = JobManager()
+        self.jobs = jobs or JobManager()
 
     # -- blocking operations (threads, CLI) ----------------------------------------------
 

@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-import httpx
-
 from ..errors import APIError, BadRequest, NotFound
-from . import oci
+from . import download, oci
 from .capability import detect_capability, resolve_meta
 from .index import GalleryEntry, Galleries
 
@@ -210,7 +208,7 @@ class BackendStore:
             (root / METADATA).write_text(json.dumps(metadata, indent=2))
             with self._lock:
                 self._swap(root, self.path / name)
-        except (oci.OCIError, OSError, httpx.HTTPError, ValueError) as exc:
+        except (oci.OCIError, OSError, ValueError) as exc:
             raise InstallError(f"installing {name} from {uri} failed: {exc}", code="install_failed") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -228,11 +226,14 @@ class BackendStore:
         parsed = urlparse(uri)
         if parsed.scheme in ("http", "https"):
             archive = staging / "download"
-            digest = download(uri, archive, progress=progress, cancel=cancel, max_bytes=self.max_bytes)
-            if sha256 and digest != sha256.lower().removeprefix("sha256:"):
-                raise InstallError(f"sha256 mismatch for {uri}: expected {sha256}, got {digest}", code="bad_digest")
+            try:
+                download.download_file(uri, archive, sha256=sha256 or None, progress=progress, cancel=cancel)
+            except download.DownloadError as exc:
+                raise InstallError(str(exc), code="cancelled" if exc.cancelled else "download_failed") from None
+            if self.max_bytes and archive.stat().st_size > self.max_bytes:
+                raise InstallError(f"{uri} is over the limit of {self.max_bytes} bytes", code="too_large")
             oci.apply_layer(archive, root)
-            return f"sha256:{digest}"
+            return "sha256:" + file_sha256(archive)
         path = Path(parsed.path if parsed.scheme == "file" else uri).expanduser()
         if path.is_dir():
             shutil.copytree(path, root, symlinks=True, dirs_exist_ok=True)
@@ -345,37 +346,3 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def download(url: str, dest: Path, *, progress: Progress | None = None, cancel: threading.Event | None = None,
-             max_bytes: int | None = None, attempts: int = 3) -> str:
-    """Download ``url`` to ``dest`` with retries; returns the sha256 hex digest."""
-    for attempt in range(1, attempts + 1):
-        try:
-            digest = hashlib.sha256()
-            with httpx.stream("GET", url, timeout=30, follow_redirects=True) as response:
-                response.raise_for_status()
-                total = int(response.headers.get("content-length") or 0)
-                if max_bytes and total > max_bytes:
-                    raise InstallError(f"{url} is {total} bytes, over the limit of {max_bytes}", code="too_large")
-                done = 0
-                with open(dest, "wb") as out:
-                    for chunk in response.iter_bytes(1 << 16):
-                        if cancel is not None and cancel.is_set():
-                            raise InstallError("cancelled", code="cancelled")
-                        out.write(chunk)
-                        digest.update(chunk)
-                        done += len(chunk)
-                        if max_bytes and done > max_bytes:
-                            raise InstallError(f"{url} is over the limit of {max_bytes} bytes", code="too_large")
-                        if progress:
-                            progress(done, total or done)
-            return digest.hexdigest()
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code < 500 and exc.response.status_code != 429 or attempt == attempts:
-                raise
-        except httpx.TransportError:
-            if attempt == attempts:
-                raise
-        time.sleep(0.5 * attempt)
-    raise AssertionError("unreachable")

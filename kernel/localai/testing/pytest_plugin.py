@@ -65,3 +65,15 @@ def oci_registry():
         pytest.fail(str(exc) if str(exc) == INSTALL_HINT else f"cannot start docker-registry: {exc}")
     yield registry
     registry.stop()
+
+
+@pytest.fixture
+def file_server(tmp_path: Path):
+    """A :class:`~localai.testing.fileserver.FileServer` serving ``tmp_path / "www"`` (``.directory``)."""
+    from .fileserver import FileServer
+
+    root = tmp_path / "www"
+    root.mkdir()
+    server = FileServer(root)
+    yield server
+    server.close()

@@ -1,0 +1,97 @@
+"""Model gallery routes in LocalAI's shapes: available, galleries, apply, jobs, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from pydantic import Field
+from quart import Blueprint, Response, request
+
+from ..errors import NotFound
+from .common import json_body, json_response, state
+from .schemas import Request, parse
+
+bp = Blueprint("model_gallery", __name__)
+
+
+class ModelApplyRequest(Request):
+    """``POST /models/apply``: ``id`` ("gallery@name" | "name" | a model URI) or ``url`` of a config."""
+
+    id: str | None = Field(default=None, min_length=1)
+    url: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+def job_reply(job) -> Response:
+    base = request.host_url.rstrip("/")
+    return json_response({"uuid": job.id, "id": job.id, "status": f"{base}/models/jobs/{job.id}"})
+
+
+@bp.get("/models/available")
+async def available():
+    return json_response(await asyncio.to_thread(state().models.available))
+
+
+@bp.get("/models/galleries")
+async def galleries():
+    loaded = await asyncio.to_thread(state().models.galleries.load)
+    return json_response([{"name": g.source.name, "url": g.source.url, "error": g.error,
+                           "entries": len(g.entries)} for g in loaded])
+
+
+@bp.post("/models/apply")
+async def apply():
+    req = parse(ModelApplyRequest, await json_body())
+    gallery = state().models
+    entry = await asyncio.to_thread(gallery.resolve, req.id, req.url)
+
+    def work(job, progress) -> str:
+        name = gallery.install(req.id, url=req.url, name=req.name, overrides=req.overrides, progress=progress,
+                               cancel=job.cancel_event)
+        return f"model {name} installed"
+
+    job = state().gallery.jobs.submit("model-install", req.name or entry.name, work)
+    return job_reply(job)
+
+
+@bp.post("/models/delete/<name>")
+async def delete(name: str):
+    gallery = state().models
+    if name not in await asyncio.to_thread(gallery.installed_names):
+        raise NotFound(f"model {name!r} is not installed", code="model_not_found")
+
+    def work(job, progress) -> str:
+        return "deleted " + ", ".join(gallery.delete(name))
+
+    return job_reply(state().gallery.jobs.submit("model-delete", name, work))
+
+
+@bp.get("/models/jobs")
+async def jobs():
+    return json_response({job.id: job.status() for job in state().gallery.jobs.jobs.values()
+                          if job.kind.startswith("model-")})
+
+
+@bp.get("/models/jobs/<job_id>")
+async def job_status(job_id: str):
+    job = state().gallery.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
+    return json_response(job.status())
+
+
+@bp.get("/models/events")
+async def events():
+    """Server-sent events of every gallery job (models and backends)."""
+    jobs = state().gallery.jobs
+
+    async def stream():
+        async for status in jobs.events():
+            yield b"data: " + orjson.dumps(status) + b"\n\n"
+
+    response = Response(stream(), content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    response.timeout = None
+    return response

