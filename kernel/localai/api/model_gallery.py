@@ -95,3 +95,11 @@ async def events():
     response = Response(stream(), content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     response.timeout = None
     return response
+
+
+@bp.post("/models/jobs/<job_id>/cancel")
+async def job_cancel(job_id: str):
+    job = state().gallery.jobs.cancel(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
+    return json_response(job.status())
