@@ -93,7 +93,8 @@ async def generate_images():
                 name = f"{uuid.uuid4().hex}.png"
                 options = backend_pb2.GenerateImageRequest(
                     width=width, height=height, step=step, seed=seed, positive_prompt=positive,
-                    negative_prompt=negative, dst=str(out_dir / name), src=str(source) if source else "")
+                    negative_prompt=negative, dst=str(out_dir / name), src=str(source) if source else "",
+                    EnableParameters=str(config.diffusers.get("enable_parameters") or ""))
                 try:
                     result = await model.stub.GenerateImage(options)
                 except grpc.aio.AioRpcError as exc:

