@@ -59,7 +59,7 @@ def test_conformance_passes_for_the_template_with_a_model_file(tmp_path):
 
 def test_conformance_passes_for_the_echo_backend(tmp_path):
     result = conformance(tmp_path, "--backend-command", f"{sys.executable} -m localai.testing.echo_backend",
-                         "--backend-caps", "health,load,predict,stream,embeddings,tokenize")
+                         "--backend-caps", "health,load,predict,stream,embeddings,tokenize,rerank")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "10 passed" in result.stdout, result.stdout
 

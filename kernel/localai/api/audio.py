@@ -17,7 +17,9 @@ from quart import Blueprint, Response, request
 
 from ..errors import BadRequest
 from ..proto import backend_pb2
+from ..backends.http_upstream import is_http_model
 from .common import json_body, json_response, state, versioned
+from .forward import forward_json, forward_multipart
 from .openai import model_for
 from .schemas import Request, parse
 
@@ -71,6 +73,11 @@ async def transcribe(translate: bool):
         raise BadRequest("temperature must be a number", param="temperature") from None
     granularities = form.getlist("timestamp_granularities[]") or form.getlist("timestamp_granularities")
     config = model_for(form.get("model"), "transcript")
+    if is_http_model(config):
+        fields = {key: form.getlist(key) if len(form.getlist(key)) > 1 else form[key] for key in form}
+        content = upload.read()
+        return await forward_multipart(config, "/audio/translations" if translate else "/audio/transcriptions",
+                                       fields, {"file": (upload.filename, content, upload.content_type)})
     app_state = state()
     suffix = Path(upload.filename).suffix[:10]
     fd, path = tempfile.mkstemp(prefix="upload-", suffix=suffix, dir=app_state.upload_dir)
@@ -178,6 +185,8 @@ async def speak(req: SpeechRequest) -> Response:
     if req.response_format not in AUDIO_TYPES:
         raise BadRequest(f"response_format must be one of {', '.join(AUDIO_TYPES)}", param="response_format")
     config = model_for(req.model, "tts")
+    if is_http_model(config):
+        return await forward_json(config, "/audio/speech", req.model_dump(exclude_none=True), binary=True)
     app_state = state()
     out = app_state.generated_dir / "audio"
     out.mkdir(parents=True, exist_ok=True)

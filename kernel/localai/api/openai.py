@@ -22,7 +22,9 @@ from ..errors import BadRequest
 from ..models.config import ModelConfig
 from ..models.templates import plain_chat_prompt, render, render_chat
 from ..proto import backend_pb2
+from ..backends.http_upstream import is_http_model
 from .common import json_body, json_response, state, versioned
+from .forward import forward_json
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Sampling, parse
 
 bp = Blueprint("openai", __name__)
@@ -243,6 +245,8 @@ async def chat_completions():
         app_state.host.before_inference(body)
     req = parse(ChatCompletionRequest, body)
     config = model_for(req.model, "chat")
+    if is_http_model(config):
+        return await forward_json(config, "/chat/completions", body, stream=req.stream)
     name = config.name
     options = chat_options(req, config)
     limit = options.Tokens
@@ -299,6 +303,8 @@ async def completions():
         app_state.host.before_inference(body)
     req = parse(CompletionRequest, body)
     config = model_for(req.model, "completion")
+    if is_http_model(config):
+        return await forward_json(config, "/completions", body, stream=req.stream)
     name = config.name
     prompts = req.prompts()
     base_options = predict_options(req, config, req.token_limit)
@@ -373,7 +379,10 @@ async def embeddings():
     if isinstance(body, dict):
         app_state.host.before_inference(body)
     req = parse(EmbeddingRequest, body)
-    name = model_for(req.model, "embeddings").name
+    config = model_for(req.model, "embeddings")
+    if is_http_model(config):
+        return await forward_json(config, "/embeddings", body)
+    name = config.name
     data = []
     prompt_tokens = 0
     async with app_state.manager.use(name) as model:

@@ -23,8 +23,9 @@ from ..models.config import ModelConfig
 from ..models.registry import ModelRegistry
 from ..settings import Settings
 from .client import BackendClient
+from .http_upstream import HttpUpstream, UpstreamOptions, is_http_model
 from .options import model_options
-from .process import free_port
+from .process import LocalProcess, RemoteBackend, free_port
 from .spec import BackendSpec
 
 log = logging.getLogger("localai.manager")
@@ -35,12 +36,14 @@ class LoadedModel:
 
     CONNECTION_LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
 
-    def __init__(self, config: ModelConfig, spec: BackendSpec, handle, client: BackendClient):
+    def __init__(self, config: ModelConfig, spec: BackendSpec, handle, client: BackendClient | None,
+                 upstream: HttpUpstream | None = None):
         self.config = config
         self.spec = spec
         self.handle = handle
         self.client = client
-        self.stub = client.stub
+        self.stub = client.stub if client else None
+        self.upstream = upstream
         self.in_flight = 0
         self.last_used = time.monotonic()
         self.loaded_at = time.time()
@@ -119,6 +122,8 @@ class ModelManager:
 
     def spec_for(self, config: ModelConfig) -> BackendSpec:
         name = config.backend_name
+        if is_http_model(config):
+            return BackendSpec(name="http", description="an OpenAI-compatible HTTP server")
         spec = self.host.backend(name) if name else None
         if spec is None:
             known = ", ".join(sorted(self.host.backends)) or "none installed"
@@ -174,6 +179,8 @@ class ModelManager:
             raise Unavailable("the server is shutting down")
         spec = self.spec_for(config)
         await self._make_room(config.name)
+        if is_http_model(config):
+            return await self._load_http(config, spec)
         try:
             model_file = config.model_file(self.settings.models_path)
         except FileNotFoundError as exc:
@@ -214,6 +221,36 @@ class ModelManager:
                  time.monotonic() - started)
         return model
 
+    async def _load_http(self, config: ModelConfig, spec: BackendSpec) -> LoadedModel:
+        """Connect to (or start and supervise) an OpenAI-compatible HTTP server."""
+        options = UpstreamOptions.from_config(config)
+        if options.command:
+            port = free_port()
+            options = options.with_port(port)
+            handle = LocalProcess(BackendSpec(name="http", argv=tuple(options.command)), f"127.0.0.1:{port}",
+                                  config.name)
+            try:
+                await handle.start()
+            except OSError as exc:
+                raise LoadError(f"cannot start the upstream server of {config.name!r}: {exc}") from None
+        else:
+            options = options.with_port(0)
+            handle = RemoteBackend(options.upstream_url)
+        upstream = HttpUpstream(options)
+        try:
+            if options.command:
+                await upstream.wait_ready(handle, self.settings.health_timeout)
+        except BaseException:
+            await upstream.close()
+            await handle.stop(self.settings.stop_grace)
+            raise
+        model = LoadedModel(config, spec, handle, None, upstream)
+        if options.command:
+            model.watcher = asyncio.create_task(self._watch(model))
+        self.loaded[config.name] = model
+        log.info("model %s is served by %s", config.name, options.upstream_url)
+        return model
+
     async def _wait_healthy(self, handle, client: BackendClient, spec: BackendSpec, config: ModelConfig) -> None:
         deadline = time.monotonic() + self.settings.health_timeout
         delay = 0.02
@@ -247,7 +284,8 @@ class ModelManager:
         if self.loaded.get(model.name) is model:
             del self.loaded[model.name]
         # calls in flight must fail with their own gRPC error, not be cancelled by the close
-        await model.client.close(grace=5.0)
+        if model.client is not None:
+            await model.client.close(grace=5.0)
         del code
 
     # -- eviction -----------------------------------------------------------------------
@@ -277,13 +315,16 @@ class ModelManager:
         if model is None:
             return False
         model.stopping = True
-        if model.handle.alive():
-            try:
-                await model.client.free(timeout=self.settings.free_timeout)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
-                    log.debug("Free failed for %s: %s", name, exc.details())
-        await model.client.close()
+        if model.client is not None:
+            if model.handle.alive():
+                try:
+                    await model.client.free(timeout=self.settings.free_timeout)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                        log.debug("Free failed for %s: %s", name, exc.details())
+            await model.client.close()
+        if model.upstream is not None:
+            await model.upstream.close()
         await model.handle.stop(self.settings.stop_grace)
         if model.watcher:
             model.watcher.cancel()

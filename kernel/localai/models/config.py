@@ -83,6 +83,7 @@ class ModelConfig(BaseModel):
     cfg_scale: float | None = None
     diffusers: dict[str, Any] = Field(default_factory=dict)
     tts: dict[str, Any] = Field(default_factory=dict)
+    proxy: dict[str, Any] = Field(default_factory=dict)
     # where it came from: a YAML path or "plugin:<name>"
     source: str = Field(default="", exclude=True)
 

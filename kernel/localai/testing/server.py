@@ -28,8 +28,8 @@ class LocalAIServer:
     """A ``local-ai run`` subprocess on a free 127.0.0.1 port, stopped on exit."""
 
     def __init__(self, models_path: Path, *, args: list[str] | tuple = (), env: dict[str, str] | None = None,
-                 python: str = sys.executable, cwd: Path | None = None):
-        self.port = free_port()
+                 python: str = sys.executable, cwd: Path | None = None, port: int | None = None):
+        self.port = port or free_port()
         self.models_path = Path(models_path)
         self.argv = [python, "-m", "localai", "run", "--address", f"127.0.0.1:{self.port}",
                      "--models-path", str(self.models_path), *args]
