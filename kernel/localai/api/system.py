@@ -43,6 +43,12 @@ async def system():
     )
 
 
+@bp.get("/plugins")
+async def plugins():
+    """The loaded plugins, as ``local-ai plugins --json`` lists them (read-only)."""
+    return json_response([info.as_dict() for info in state().host.plugins.values()])
+
+
 @bp.post("/backend/load")
 @bp.post("/v1/backend/load")
 async def backend_load():
