@@ -331,3 +331,20 @@ def test_cli_package_push_and_ocifile_install(oci_registry, env, tmp_path):
     refused = subprocess.run([sys.executable, "-m", "localai", "backends", "package", str(norun), "--output",
                               str(tmp_path / "x.tar")], capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "run.sh" in refused.stderr
+
+
+def test_open_event_stream_does_not_hold_up_shutdown(localai_server, env, tmp_path):
+    server = localai_server(tmp_path / "models", env=env)
+    opened = threading.Event()
+
+    def listen():
+        with httpx.stream("GET", server.url("/backends/events"), timeout=60) as response:
+            opened.set()
+            for _ in response.iter_lines():
+                pass
+
+    threading.Thread(target=listen, daemon=True).start()
+    assert opened.wait(10)
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 8

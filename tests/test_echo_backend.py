@@ -3,7 +3,6 @@
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,16 +12,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from localai.backends.process import free_port
 from localai.proto import backend_pb2 as pb
-from localai.proto import backend_pb2_grpc
+from localai.testing.backend_process import BackendProcess, running_backend
 
 KERNEL = str(Path(__file__).resolve().parents[1] / "kernel")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ECHO = [sys.executable, "-m", "localai.testing.echo_backend"]
 
 
 def backend_env(**extra) -> dict:
@@ -31,47 +26,22 @@ def backend_env(**extra) -> dict:
     return env
 
 
-def start_backend(**env):
-    """Start the echo backend; return (process, addr)."""
-    addr = f"127.0.0.1:{free_port()}"
-    proc = subprocess.Popen([sys.executable, "-m", "localai.testing.echo_backend", "--addr", addr],
-                            env=backend_env(**env))
-    return proc, addr
-
-
-def wait_healthy(addr: str, proc=None, timeout: float = 10.0, metadata=None) -> grpc.Channel:
-    channel = grpc.insecure_channel(addr)
-    stub = backend_pb2_grpc.BackendStub(channel)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if stub.Health(pb.HealthMessage(), timeout=1, metadata=metadata).message == b"OK":
-                return channel
-        except grpc.RpcError:
-            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
-                raise
-            time.sleep(0.05)
-
-
-def stop(proc) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(5)
+def start_backend(metadata=None, **env) -> BackendProcess:
+    """Start the echo backend; return it once Health answers."""
+    backend = BackendProcess(ECHO, env=backend_env(**env), metadata=metadata)
+    backend.start(timeout=10)
+    return backend
 
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     """One loaded echo backend shared by the read-only tests: (stub, load_log path)."""
     log = tmp_path_factory.mktemp("echo") / "loads.log"
-    proc, addr = start_backend()
-    channel = wait_healthy(addr, proc)
-    stub = backend_pb2_grpc.BackendStub(channel)
-    res = stub.LoadModel(pb.ModelOptions(Model="echo-model", ModelFile="/models/echo.bin",
-                                         Options=[f"load_log:{log}", "dim:16"]))
-    assert res.success and res.message == "loaded"
-    yield stub, log
-    channel.close()
-    stop(proc)
+    with running_backend(ECHO, env=backend_env(), timeout=10) as stub:
+        res = stub.LoadModel(pb.ModelOptions(Model="echo-model", ModelFile="/models/echo.bin",
+                                             Options=[f"load_log:{log}", "dim:16"]))
+        assert res.success and res.message == "loaded"
+        yield stub, log
 
 
 def test_load_model(backend, tmp_path):
@@ -129,9 +99,9 @@ def test_embedding_and_tokenize(backend):
 
 
 def test_crash_midstream():
-    proc, addr = start_backend()
+    backend = start_backend()
     try:
-        stub = backend_pb2_grpc.BackendStub(wait_healthy(addr, proc))
+        stub, proc = backend.stub, backend.proc
         got = []
         with pytest.raises(grpc.RpcError) as e:
             for r in stub.PredictStream(pb.PredictOptions(Prompt="CRASH_MIDSTREAM now please"), timeout=5):
@@ -141,24 +111,23 @@ def test_crash_midstream():
         assert len(got) <= 2
         assert proc.wait(5) == 3
     finally:
-        stop(proc)
+        backend.stop()
 
 
 def test_sigterm_exits_zero():
-    proc, addr = start_backend()
+    backend = start_backend()
     try:
-        wait_healthy(addr, proc).close()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(5) == 0
+        backend.channel.close()
+        backend.proc.send_signal(signal.SIGTERM)
+        assert backend.proc.wait(5) == 0
     finally:
-        stop(proc)
+        backend.stop()
 
 
 def test_auth_token():
-    proc, addr = start_backend(LOCALAI_GRPC_AUTH_TOKEN="s3cret")
+    backend = start_backend([("authorization", "Bearer s3cret")], LOCALAI_GRPC_AUTH_TOKEN="s3cret")
     try:
-        channel = wait_healthy(addr, proc, metadata=[("authorization", "Bearer s3cret")])
-        stub = backend_pb2_grpc.BackendStub(channel)
+        stub = backend.stub
         for md in (None, [("authorization", "Bearer wrong")]):
             with pytest.raises(grpc.RpcError) as e:
                 stub.Health(pb.HealthMessage(), metadata=md)
@@ -167,7 +136,7 @@ def test_auth_token():
             list(stub.PredictStream(pb.PredictOptions(Prompt="x")))
         assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
-        stop(proc)
+        backend.stop()
 
 
 def _alive(pid: int) -> bool:

@@ -13,7 +13,9 @@ import orjson
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
+from . import auth, limits, metrics
 from .api import audio, backends, images, model_gallery as model_gallery_api, openai, rerank, system
+from .api import ui as ui_api
 from .backends.manager import ModelManager
 from .errors import APIError
 from .gallery.jobs import JobManager
@@ -56,7 +58,7 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
 
     app = Quart("localai", static_folder=None)
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=600, MAX_CONTENT_LENGTH=64 * 1024 * 1024)
-    jobs = JobManager()
+    jobs = JobManager(state_file=settings.backends_path / ".jobs.json")
     gallery = BackendGallery(settings, host, jobs)
     model_gallery = ModelGallery(settings, host, gallery, registry)
     scratch = Path(tempfile.mkdtemp(prefix="localai-"))
@@ -65,6 +67,9 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
     for directory in (generated, uploads):
         directory.mkdir(parents=True, exist_ok=True)
     app.extensions["localai"] = state = AppState(settings, host, registry, manager, gallery, model_gallery, generated, uploads)
+    metrics.install(app)  # first: request ids and timing for every request, refused ones too
+    auth.install(app, settings)
+    limits.install(app, settings)
     app.register_blueprint(openai.bp)
     app.register_blueprint(system.bp)
     app.register_blueprint(backends.bp)
@@ -72,6 +77,7 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
     app.register_blueprint(audio.bp)
     app.register_blueprint(rerank.bp)
     app.register_blueprint(model_gallery_api.bp)
+    app.register_blueprint(ui_api.bp)
 
     @app.errorhandler(APIError)
     async def api_error(error: APIError):

@@ -1,8 +1,10 @@
 """Bootstrap shared by Python backend processes: ``serve(servicer)`` runs a gRPC ``backend.Backend``.
 
 Handles ``--addr``, the 50 MB message limits, ``PYTHON_GRPC_MAX_WORKERS``, optional bearer-token
-auth (``LOCALAI_GRPC_AUTH_TOKEN``), SIGTERM/SIGINT shutdown and the parent watch. Imports only the
-stdlib, grpc and the generated stubs, so backends start fast and stay free of the web stack.
+auth (``LOCALAI_GRPC_AUTH_TOKEN``), SIGTERM/SIGINT shutdown and the parent watch. Also the small
+helpers servicers share: ``model_file``, ``parse_options``, ``truthy``, ``rss``, ``status_response``
+and the ``NotLoaded``/``BadRequest`` errors that ``abort_for`` turns into gRPC status codes. Imports
+only the stdlib, grpc and the generated stubs, so backends start fast and stay free of the web stack.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from localai.proto import backend_pb2_grpc
+from localai.proto import backend_pb2, backend_pb2_grpc
 
 DEFAULT_ADDR = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
@@ -66,6 +68,68 @@ def check_identity(request_identity: str, loaded: str, context) -> bool:
         )
         return False  # only reached with a context whose abort does not raise
     return True
+
+
+class NotLoaded(Exception):
+    """A model call arrived before LoadModel succeeded (FAILED_PRECONDITION)."""
+
+
+class BadRequest(Exception):
+    """The request cannot be served as asked (INVALID_ARGUMENT)."""
+
+
+def abort_for(exc: Exception, context, backend: str) -> None:
+    """Abort the call that a model call failed for: ``NotLoaded`` is FAILED_PRECONDITION,
+    ``BadRequest`` INVALID_ARGUMENT (its message), anything else INTERNAL ``"<backend>: Type: message"``."""
+    if isinstance(exc, NotLoaded):
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "model not loaded")
+    elif isinstance(exc, BadRequest):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    else:
+        context.abort(grpc.StatusCode.INTERNAL, f"{backend}: {type(exc).__name__}: {exc}")
+
+
+def model_file(request) -> str:
+    """``ModelFile``, else ``Model`` joined to ``ModelPath`` when that is set ("" when neither is given)."""
+    if request.ModelFile or not request.Model:
+        return request.ModelFile
+    return os.path.join(request.ModelPath, request.Model) if request.ModelPath else request.Model
+
+
+def parse_options(options) -> dict[str, str]:
+    """``["key:value", "flag"]`` → ``{"key": "value", "flag": "true"}``."""
+    parsed: dict[str, str] = {}
+    for opt in options:
+        key, sep, value = opt.partition(":")
+        parsed[key.strip()] = value.strip() if sep else "true"
+    return parsed
+
+
+def truthy(value: str | None) -> bool:
+    """``1``, ``true``, ``yes``, ``on`` or ``enabled`` (any case, blanks ignored)."""
+    return (value or "").strip().lower() in ("1", "true", "yes", "on", "enabled")
+
+
+def rss() -> int:
+    """Resident set size of this process in bytes (peak RSS where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def status_response(loaded: bool, busy: bool) -> backend_pb2.StatusResponse:
+    """Status: UNINITIALIZED without a model, BUSY while a model call runs, else READY; RSS as memory."""
+    if not loaded:
+        state = backend_pb2.StatusResponse.UNINITIALIZED
+    elif busy:
+        state = backend_pb2.StatusResponse.BUSY
+    else:
+        state = backend_pb2.StatusResponse.READY
+    return backend_pb2.StatusResponse(state=state, memory=backend_pb2.MemoryUsageData(total=rss()))
 
 
 def _env_flag(name: str, default: bool = True) -> bool:

@@ -11,7 +11,7 @@ import click
 
 from . import __version__
 from .errors import ConfigError
-from .settings import Settings, parse_duration, split_list
+from .settings import Settings, parse_duration, split_keys, split_list
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,6 +37,9 @@ def settings_from(**options) -> Settings:
     if preinstall is not None:
         options["external_backends"] = split_list(preinstall)
     idle = options.pop("watchdog_idle_timeout", None)
+    api_keys = options.pop("api_keys", None)
+    if api_keys is not None:
+        options["api_keys"] = split_keys(api_keys)
     overrides = {key: value for key, value in options.items() if value is not None}
     if external is not None:
         overrides["external_grpc_backends"] = split_list(external)
@@ -63,6 +66,10 @@ def settings_from(**options) -> Settings:
               help='JSON list of {"name", "url"} backend galleries.')
 @click.option("--external-backends", envvar="LOCALAI_EXTERNAL_BACKENDS",
               help="Backends (gallery names or URIs) to install at start-up, comma-separated.")
+@click.option("--api-keys", envvar=["LOCALAI_API_KEY", "API_KEY"],
+              help="Comma-separated API keys; when set, every route but health checks and the UI needs one.")
+@click.option("--allow-insecure-bind", envvar="LOCALAI_ALLOW_INSECURE_BIND", is_flag=True, default=None,
+              help="Allow a non-loopback --address without API keys.")
 @click.argument("models_to_run", metavar="[MODEL|URI]...", nargs=-1)
 def run(models_to_run, **options):
     """Start the API server (installing the named models first when missing)."""

@@ -6,6 +6,7 @@ import inspect
 import logging
 from typing import Any
 
+from . import metrics
 from .backends.spec import BackendSpec
 from .errors import ConfigError
 from .plugins import USER_BACKEND_PLUGINS, PluginInfo, call_each, load_plugins, new_plugin_manager
@@ -101,6 +102,7 @@ class PluginHost:
             self.pm.hook.localai_before_inference(request=request)
 
     def after_inference(self, request: dict[str, Any], result: dict[str, Any]) -> None:
+        metrics.count_tokens(request, result)
         if self.has_inference_hooks:
             self.pm.hook.localai_after_inference(request=request, result=result)
 

@@ -1,4 +1,8 @@
-"""Serving the app with Hypercorn: logging, signals, graceful stop of every backend."""
+"""Serving the app with Hypercorn: logging, signals, graceful stop of every backend.
+
+SIGTERM/SIGINT stop accepting connections, let in-flight requests (streams included) finish
+for up to ``LOCALAI_SHUTDOWN_TIMEOUT``, then stop every backend.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
+from .metrics import RequestIdFilter
 from .settings import Settings
 
 log = logging.getLogger("localai")
@@ -19,10 +24,12 @@ def setup_logging(level: str) -> None:
     """Log to stderr with timestamps; ``level`` is a name like "info" or "debug"."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)-5s %(name)s%(request_id)s: %(message)s",
         stream=sys.stderr,
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -31,7 +38,8 @@ def hypercorn_config(settings: Settings) -> Config:
     config.bind = [f"{host}:{port}"]
     config.accesslog = logging.getLogger("localai.access") if settings.log_level == "debug" else None
     config.errorlog = logging.getLogger("localai.http")
-    config.graceful_timeout = settings.stop_grace
+    config.access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss request_id=%({x-request-id}o)s'
+    config.graceful_timeout = settings.shutdown_timeout
     config.keep_alive_timeout = 120
     return config
 
@@ -39,12 +47,14 @@ def hypercorn_config(settings: Settings) -> Config:
 async def serve(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM, then stop every backend."""
     from .app import create_app
+    from .auth import check_bind
 
+    check_bind(settings)
     app = create_app(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda: (stop.set(), app.extensions["localai"].gallery.jobs.close_streams()))
 
     @app.before_serving
     async def announce():

@@ -27,6 +27,17 @@ def split_list(value: str | None) -> list[str]:
     return [item for item in value.replace(",", " ").split() if item]
 
 
+def env_number(name: str, default: float) -> float:
+    """Read a number from the environment; unset or empty gives ``default`` (0 stays 0)."""
+    value = (os.environ.get(name) or "").strip()
+    return float(value) if value else default
+
+
+def split_keys(value: str | None) -> list[str]:
+    """Split a comma-separated list of API keys (keys may not contain commas)."""
+    return [key.strip() for key in (value or "").split(",") if key.strip()]
+
+
 def optional_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
@@ -73,6 +84,15 @@ class Settings:
     load_plugins: list[str] | None = None
     disable_plugins: list[str] = field(default_factory=list)
     strict_plugins: bool = False
+    api_keys: list[str] = field(default_factory=list)  # empty = no authentication
+    allow_insecure_bind: bool = False  # serve a non-loopback address without API keys
+    max_concurrent_per_model: int = 0  # 0 = unlimited
+    max_queue_per_model: int = 64
+    max_concurrent_backend_requests: int = 1024  # across every model (admitted + queued)
+    load_failure_cooldown: float = 10.0  # seconds a model that failed to load answers 503
+    upload_limit_mb: float = 15.0  # request bodies (JSON); 0 = no limit
+    audio_upload_limit_mb: float = 100.0  # audio uploads (transcriptions, translations)
+    shutdown_timeout: float = 30.0  # SIGTERM: how long in-flight requests may finish
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -110,6 +130,15 @@ class Settings:
             load_plugins=split_list(load) if load is not None else None,
             disable_plugins=env_list("LOCALAI_DISABLE_PLUGINS"),
             strict_plugins=env_bool("LOCALAI_STRICT_PLUGINS"),
+            api_keys=split_keys(os.environ.get("LOCALAI_API_KEY") or os.environ.get("API_KEY")),
+            allow_insecure_bind=env_bool("LOCALAI_ALLOW_INSECURE_BIND"),
+            max_concurrent_per_model=int(env_number("LOCALAI_MAX_CONCURRENT_PER_MODEL", 0)),
+            max_queue_per_model=int(env_number("LOCALAI_MAX_QUEUE_PER_MODEL", 64)),
+            max_concurrent_backend_requests=int(env_number("LOCALAI_MAX_CONCURRENT_BACKEND_REQUESTS", 1024)),
+            load_failure_cooldown=parse_duration(os.environ.get("LOCALAI_MODEL_LOAD_FAILURE_COOLDOWN"), 10.0),
+            upload_limit_mb=env_number("LOCALAI_UPLOAD_LIMIT", 15),
+            audio_upload_limit_mb=env_number("LOCALAI_AUDIO_UPLOAD_LIMIT", 100),
+            shutdown_timeout=parse_duration(os.environ.get("LOCALAI_SHUTDOWN_TIMEOUT"), 30.0),
         )
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from typing import AsyncIterator
 
 import grpc
 
+from .. import metrics
 from ..errors import APIError, BackendError, LoadError, ModelNotFound, NotFound, Unavailable
 from ..host import PluginHost
 from ..models.config import ModelConfig
 from ..models.registry import ModelRegistry
 from ..settings import Settings
+from .admission import Admission
 from .client import BackendClient
 from .http_upstream import HttpUpstream, UpstreamOptions, is_http_model
 from .options import model_options
@@ -111,6 +114,7 @@ class ModelManager:
         self._loading: dict[str, asyncio.Task] = {}
         self._watchdog: asyncio.Task | None = None
         self._closed = False
+        self.admission = Admission(settings)
 
     # -- resolution ---------------------------------------------------------------------
 
@@ -139,13 +143,24 @@ class ModelManager:
     # -- use ----------------------------------------------------------------------------
 
     async def acquire(self, name: str) -> LoadedModel:
-        """Get a loaded model for one request; it counts as busy until :meth:`release`."""
-        model = await self.get(name)
+        """Get a loaded model for one request; it counts as busy until :meth:`release`.
+
+        Admission control may queue the request or refuse it (503 + Retry-After) first.
+        """
+        config = self.config(name)
+        self.admission.check_cooldown(config.name)
+        await self.admission.enter(config)
+        try:
+            model = await self.get(name)
+        except BaseException:
+            self.admission.leave(config.name)
+            raise
         model.in_flight += 1
         model.last_used = time.monotonic()
         return model
 
     def release(self, model: LoadedModel) -> None:
+        self.admission.leave(model.name)
         model.in_flight -= 1
         model.last_used = time.monotonic()
 
@@ -166,9 +181,12 @@ class ModelManager:
         config = self.config(name)
         task = self._loading.get(name)
         if task is None:
-            task = asyncio.create_task(self._load(config))
+            self.admission.check_cooldown(name)
+            # a fresh context: the backend's log pump outlives this request (and its request id)
+            task = asyncio.create_task(self._load(config), context=contextvars.Context())
             self._loading[name] = task
             task.add_done_callback(lambda _t, n=name: self._loading.pop(n, None))
+            task.add_done_callback(lambda t, n=name, b=config.backend_name: self.admission.load_finished(n, b, t))
         try:
             return await asyncio.shield(task)
         except LoadError as exc:
@@ -217,6 +235,7 @@ class ModelManager:
         model = LoadedModel(config, spec, handle, client)
         model.watcher = asyncio.create_task(self._watch(model))
         self.loaded[config.name] = model
+        metrics.BACKEND_LOADS.labels(config.name, spec.name).inc()
         log.info("model %s loaded by backend %s at %s in %.2fs", config.name, spec.name, handle.address,
                  time.monotonic() - started)
         return model
@@ -280,6 +299,7 @@ class ModelManager:
         if model.stopping:
             return
         model.crashed = True
+        metrics.BACKEND_CRASHES.labels(model.name, model.spec.name).inc()
         log.error("backend for model %s exited unexpectedly (%s)", model.name, model.handle.describe_exit())
         if self.loaded.get(model.name) is model:
             del self.loaded[model.name]

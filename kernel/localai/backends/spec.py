@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import dataclass, field
 
 
@@ -33,3 +35,20 @@ class BackendSpec:
     def command(self, addr: str) -> list[str]:
         """The argv with ``{addr}`` substituted."""
         return [part.replace("{addr}", addr) for part in self.argv]
+
+
+def package_path(import_name: str, *parts: str) -> str | None:
+    """The path of ``parts`` inside an installed package (its directory when no parts), or None.
+
+    The package is located with ``importlib.util.find_spec`` and never imported (model wheels
+    may import heavy libraries in their ``__init__``). None when it is not installed, is not a
+    package, or the path does not exist.
+    """
+    try:
+        spec = importlib.util.find_spec(import_name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
+    return path if os.path.exists(path) else None

@@ -1,16 +1,24 @@
 """Gallery jobs: installs, deletes and upgrades run in worker threads; their progress is
-polled (``GET /backends/jobs/<id>``) or streamed as server-sent events."""
+polled (``GET /backends/jobs/<id>``) or streamed as server-sent events.
+
+Unfinished jobs are recorded in a small JSON file (``<backends>/.jobs.json``); jobs a restart
+interrupted are reported as failed after it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
+from .. import metrics
 from ..errors import APIError
 
 log = logging.getLogger("localai.jobs")
@@ -56,12 +64,57 @@ Work = Callable[[Job, Callable[[int, int], None]], str]
 class JobManager:
     """Runs gallery work off the event loop and tells subscribers about every change."""
 
-    def __init__(self, max_jobs: int = 500):
+    INTERRUPTED = "interrupted by a restart"
+
+    def __init__(self, max_jobs: int = 500, state_file: Path | None = None):
         self.jobs: dict[str, Job] = {}
         self.max_jobs = max_jobs
         self._subscribers: set[asyncio.Queue] = set()
         self._names: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.state_file = state_file
+        self._recover()
+
+    def _recover(self) -> None:
+        """Report the jobs a previous run left unfinished as failed, then forget the file."""
+        if self.state_file is None or not self.state_file.is_file():
+            return
+        try:
+            records = json.loads(self.state_file.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable job records %s: %s", self.state_file, exc)
+            records = []
+        for record in records if isinstance(records, list) else []:
+            try:
+                job = Job(id=str(record["id"]), kind=str(record["kind"]), name=str(record["name"]),
+                          created_at=float(record.get("created_at") or time.time()))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            job.processed, job.error, job.message = True, self.INTERRUPTED, f"error: {self.INTERRUPTED}"
+            self.jobs[job.id] = job
+            metrics.GALLERY_JOBS.labels(job.kind, "interrupted").inc()
+            log.warning("gallery job %s (%s %s) was %s", job.id, job.kind, job.name, self.INTERRUPTED)
+        self._save()
+
+    def _save(self) -> None:
+        """Write the unfinished jobs atomically (remove the file when there are none)."""
+        if self.state_file is None:
+            return
+        records = [{"id": j.id, "kind": j.kind, "name": j.name, "created_at": j.created_at}
+                   for j in self.jobs.values() if not j.processed]
+        try:
+            if not records:
+                self.state_file.unlink(missing_ok=True)
+                return
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_name(f"{self.state_file.name}.{os.getpid()}.tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(records, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.state_file)
+        except OSError as exc:
+            log.warning("cannot record gallery jobs in %s: %s", self.state_file, exc)
 
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
@@ -75,6 +128,7 @@ class JobManager:
         job = Job(id=str(uuid.uuid4()), kind=kind, name=name)
         self.jobs[job.id] = job
         self._trim()
+        self._save()
         asyncio.create_task(self._run(job, work, on_done))
         self._publish(job)
         return job
@@ -113,6 +167,9 @@ class JobManager:
                 job.message = f"error: {job.error}"
             job.cancelled = job.cancel_event.is_set() and job.error is not None
             job.processed = True
+            self._save()
+            outcome = "cancelled" if job.cancelled else ("error" if job.error else "success")
+            metrics.GALLERY_JOBS.labels(job.kind, outcome).inc()
             if on_done is not None:
                 try:
                     on_done(job)
@@ -139,6 +196,14 @@ class JobManager:
             for job in list(self.jobs.values()):
                 yield job.status()
             while True:
-                yield await queue.get()
+                status = await queue.get()
+                if status is None:  # the server is shutting down
+                    return
+                yield status
         finally:
             self._subscribers.discard(queue)
+
+    def close_streams(self) -> None:
+        """End every event stream, so open browser tabs don't hold up a shutdown."""
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)

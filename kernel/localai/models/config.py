@@ -53,6 +53,16 @@ class Template(BaseModel):
     completion: str | None = None
 
 
+class Limits(BaseModel):
+    """``limits:``: admission control for this model (unset fields use the server's defaults)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    max_concurrent: int | None = Field(default=None, ge=0)  # 0 = unlimited
+    max_queue: int | None = Field(default=None, ge=0)
+    retry_after_seconds: int | None = Field(default=None, ge=1)
+
+
 class ModelConfig(BaseModel):
     """One model: which backend runs it, which file it loads and with what options."""
 
@@ -84,6 +94,7 @@ class ModelConfig(BaseModel):
     diffusers: dict[str, Any] = Field(default_factory=dict)
     tts: dict[str, Any] = Field(default_factory=dict)
     proxy: dict[str, Any] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=Limits)
     # where it came from: a YAML path or "plugin:<name>"
     source: str = Field(default="", exclude=True)
 
@@ -105,6 +116,11 @@ class ModelConfig(BaseModel):
         if isinstance(value, str):
             return [value]
         return [str(item) for item in value]
+
+    @field_validator("limits", mode="before")
+    @classmethod
+    def _no_limits(cls, value: Any) -> Any:
+        return {} if value is None else value
 
     @property
     def backend_name(self) -> str:

