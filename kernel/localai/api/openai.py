@@ -8,6 +8,7 @@ token text is encoded once per request, and only the text is encoded per chunk.
 from __future__ import annotations
 
 import array
+import asyncio
 import base64
 import time
 import uuid
@@ -366,6 +367,15 @@ def vector_of(result: backend_pb2.EmbeddingResult) -> list[float]:
     return values
 
 
+def embedding_options(item: str | list[int]) -> backend_pb2.PredictOptions:
+    options = backend_pb2.PredictOptions()
+    if isinstance(item, str):
+        options.Prompt = item
+    else:
+        options.EmbeddingTokens.extend(item)
+    return options
+
+
 def encode_vector(values: list[float], encoding_format: str) -> list[float] | str:
     if encoding_format == "base64":
         return base64.b64encode(array.array("f", values).tobytes()).decode("ascii")
@@ -385,25 +395,24 @@ async def embeddings():
     name = config.name
     data = []
     prompt_tokens = 0
+    inputs = req.inputs()
     async with app_state.manager.use(name) as model:
-        for index, item in enumerate(req.inputs()):
-            options = backend_pb2.PredictOptions()
-            if isinstance(item, str):
-                options.Prompt = item
-            else:
-                options.EmbeddingTokens.extend(item)
-            try:
-                result = await model.stub.Embedding(options)
-            except grpc.aio.AioRpcError as exc:
-                raise await model.rpc_error(exc, "Embedding") from None
-            values = vector_of(result)
-            if req.dimensions is not None:
-                if req.dimensions > len(values):
-                    raise BadRequest(f"dimensions must be at most {len(values)} for this model", param="dimensions")
-                values = values[: req.dimensions]
-            prompt_tokens += result.prompt_tokens
-            data.append({"object": "embedding", "index": index,
-                         "embedding": encode_vector(values, req.encoding_format)})
+        # all inputs in flight at once: a backend that batches queued requests can use that
+        calls = [model.stub.Embedding(embedding_options(item)) for item in inputs]
+        try:
+            results = await asyncio.gather(*calls)
+        except grpc.aio.AioRpcError as exc:
+            for call in calls:
+                call.cancel()
+            raise await model.rpc_error(exc, "Embedding") from None
+    for index, result in enumerate(results):
+        values = vector_of(result)
+        if req.dimensions is not None:
+            if req.dimensions > len(values):
+                raise BadRequest(f"dimensions must be at most {len(values)} for this model", param="dimensions")
+            values = values[: req.dimensions]
+        prompt_tokens += result.prompt_tokens
+        data.append({"object": "embedding", "index": index, "embedding": encode_vector(values, req.encoding_format)})
     result = {"object": "list", "data": data, "model": name,
               "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
     app_state.host.after_inference(body, result)

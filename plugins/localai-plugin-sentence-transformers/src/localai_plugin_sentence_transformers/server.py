@@ -20,6 +20,7 @@ its scores and Embedding is refused.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable
 
 from localai.backend_server import (BadRequest, NotLoaded, abort_for, check_identity, parse_options,
@@ -124,18 +125,34 @@ class Engine:
 
     def embed(self, req: Any) -> Any:
         """Embedding: one pooled vector for Prompt (or EmbeddingTokens)."""
+        result = self.embed_many([req])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def embed_many(self, reqs: list[Any]) -> list[Any]:
+        """Embed several requests in one ``encode`` call; a bad request gets its own exception."""
         model = self._require()
         if self.cross:
             raise BadRequest("this model is a CrossEncoder: it ranks pairs and has no embeddings")
-        text = self._text(req)
-        vec = model.encode([text], normalize_embeddings=self.normalize, convert_to_numpy=True)[0]
-        return backend_pb2.EmbeddingResult(
-            embeddings=vec.tolist(),
-            dim=len(vec),
-            tokens=1,
-            prompt_tokens=self.count_tokens([text]),
-            layout=backend_pb2.EMBEDDING_LAYOUT_FINAL,
-        )
+        texts: list[Any] = []
+        for req in reqs:
+            try:
+                texts.append(self._text(req))
+            except Exception as exc:  # noqa: BLE001 - reported to that request only
+                texts.append(exc)
+        good = [t for t in texts if isinstance(t, str)]
+        vectors = iter(model.encode(good, normalize_embeddings=self.normalize, convert_to_numpy=True)) if good else iter(())
+        results: list[Any] = []
+        for text in texts:
+            if not isinstance(text, str):
+                results.append(text)
+                continue
+            vec = next(vectors)
+            results.append(backend_pb2.EmbeddingResult(
+                embeddings=vec.tolist(), dim=len(vec), tokens=1, prompt_tokens=self.count_tokens([text]),
+                layout=backend_pb2.EMBEDDING_LAYOUT_FINAL))
+        return results
 
     def rerank(self, req: Any) -> Any:
         """Rerank: documents by descending relevance to the query, ``top_n`` of them (0 = all)."""
@@ -171,11 +188,25 @@ class Engine:
         return backend_pb2.TokenizationResponse(length=len(ids), tokens=ids)
 
 
+class _Pending:
+    """One Embedding call waiting for its batch."""
+
+    __slots__ = ("request", "done", "result")
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.done = threading.Event()
+        self.result: Any = None
+
+
 class SentenceTransformersServicer(backend_pb2_grpc.BackendServicer):
     """The Backend service; handlers relay work to the single model worker thread."""
 
     def __init__(self) -> None:
         self.worker = Worker("st-worker")
+        self._lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._scheduled = False
         self.engine = Engine()
         self.model = ""
 
@@ -199,7 +230,31 @@ class SentenceTransformersServicer(backend_pb2_grpc.BackendServicer):
         return result
 
     def Embedding(self, request, context):
-        return self._call(request, context, self.engine.embed)
+        """Concurrent Embedding calls queued while the worker is busy are encoded as one batch."""
+        if self.model:
+            check_identity(request.ModelIdentity, self.model, context)
+        item = _Pending(request)
+        with self._lock:
+            self._pending.append(item)
+            schedule, self._scheduled = not self._scheduled, True
+        if schedule:
+            self.worker.submit(self._drain)
+        item.done.wait()
+        if isinstance(item.result, Exception):
+            abort_for(item.result, context, "sentence-transformers")
+        return item.result
+
+    def _drain(self, job) -> None:
+        """On the worker: embed everything pending in one batch."""
+        with self._lock:
+            batch, self._pending, self._scheduled = self._pending, [], False
+        try:
+            results = self.engine.embed_many([p.request for p in batch])
+        except Exception as exc:  # noqa: BLE001 - every request of the batch gets it
+            results = [exc] * len(batch)
+        for item, result in zip(batch, results):
+            item.result = result
+            item.done.set()
 
     def Rerank(self, request, context):
         return self._call(request, context, self.engine.rerank)
