@@ -272,3 +272,16 @@ def test_external_backend_entries(tmp_path):
     for bad in ("noseparator", "x:", "x:host", f"x:{tmp_path}/missing.sh"):
         with pytest.raises(ConfigError):
             parse_external(bad)
+
+
+def test_disable_webui_removes_the_ui_routes(monkeypatch, tmp_path):
+    from localai.app import create_app
+    from localai.settings import Settings
+
+    def ui_rules(app):
+        return [r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/ui")]
+
+    monkeypatch.setenv("LOCALAI_BACKENDS_PATH", str(tmp_path / "b"))
+    assert ui_rules(create_app(Settings.from_env(models_path=tmp_path)))
+    monkeypatch.setenv("LOCALAI_DISABLE_WEBUI", "true")
+    assert ui_rules(create_app(Settings.from_env(models_path=tmp_path))) == []

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from . import auth, limits, metrics
 from .api import audio, backends, images, model_gallery as model_gallery_api, openai, rerank, system
 from .api import ui as ui_api
+from .api import openapi as openapi_api
 from .backends.manager import ModelManager
 from .errors import APIError
 from .gallery.jobs import JobManager
@@ -77,7 +78,9 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
     app.register_blueprint(audio.bp)
     app.register_blueprint(rerank.bp)
     app.register_blueprint(model_gallery_api.bp)
-    app.register_blueprint(ui_api.bp)
+    if not settings.disable_webui:
+        app.register_blueprint(ui_api.bp)
+    app.register_blueprint(openapi_api.bp)
 
     @app.errorhandler(APIError)
     async def api_error(error: APIError):

@@ -84,6 +84,7 @@ class Settings:
     load_plugins: list[str] | None = None
     disable_plugins: list[str] = field(default_factory=list)
     strict_plugins: bool = False
+    disable_webui: bool = False
     api_keys: list[str] = field(default_factory=list)  # empty = no authentication
     allow_insecure_bind: bool = False  # serve a non-loopback address without API keys
     max_concurrent_per_model: int = 0  # 0 = unlimited
@@ -130,6 +131,7 @@ class Settings:
             load_plugins=split_list(load) if load is not None else None,
             disable_plugins=env_list("LOCALAI_DISABLE_PLUGINS"),
             strict_plugins=env_bool("LOCALAI_STRICT_PLUGINS"),
+            disable_webui=env_bool("LOCALAI_DISABLE_WEBUI"),
             api_keys=split_keys(os.environ.get("LOCALAI_API_KEY") or os.environ.get("API_KEY")),
             allow_insecure_bind=env_bool("LOCALAI_ALLOW_INSECURE_BIND"),
             max_concurrent_per_model=int(env_number("LOCALAI_MAX_CONCURRENT_PER_MODEL", 0)),
