@@ -2,8 +2,8 @@
 
 A key is accepted as ``Authorization: Bearer <key>`` (or a bare ``Authorization`` value),
 ``x-api-key`` or ``xi-api-key``, compared in constant time against every configured key.
-Health probes and the web UI's pages and static files stay public; everything else answers
-401 in the OpenAI error shape. With no keys configured, everything is open.
+Health probes, ``/openapi.json`` and the web UI's pages and static files stay public; everything
+else answers 401 in the OpenAI error shape. With no keys configured, everything is open.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from quart import Quart, request
 from .errors import APIError, ConfigError
 from .settings import Settings
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/", "/ui", "/favicon.ico", "/favicon.svg"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/", "/ui", "/favicon.ico", "/favicon.svg"})
 PUBLIC_PREFIXES = ("/ui/", "/static/", "/assets/")
 PUBLIC_METHODS = frozenset({"GET", "HEAD"})
 

@@ -17,7 +17,7 @@ from ..errors import BadRequest, NotFound
 from ..proto import backend_pb2
 from .common import json_body, json_response, state, versioned
 from .openai import model_for
-from .schemas import Request, parse
+from .schemas import Int32, Request, parse
 
 bp = Blueprint("images", __name__)
 route = versioned(bp)
@@ -30,7 +30,7 @@ class ImageRequest(Request):
     n: int = Field(default=1, ge=1, le=10)
     size: str | None = None
     response_format: str = "url"
-    seed: int | None = None
+    seed: Int32 | None = None
     step: int | None = Field(default=None, ge=1, le=150)
     negative_prompt: str | None = None
     file: str | None = None  # LocalAI: a base64 image (or data URL) for image-to-image
@@ -90,6 +90,7 @@ async def generate_images():
         async with app_state.manager.use(config.name) as model:
             for index in range(req.n):
                 seed = req.seed + index if req.seed is not None else random.randint(1, 2**31 - 1)
+                seed = (seed + 2**31) % 2**32 - 2**31  # wrapped into the backend's int32
                 name = f"{uuid.uuid4().hex}.png"
                 options = backend_pb2.GenerateImageRequest(
                     width=width, height=height, step=step, seed=seed, positive_prompt=positive,
@@ -116,6 +117,10 @@ async def generate_images():
 @bp.get("/generated-images/<path:name>")
 async def generated_image(name: str):
     directory = state().generated_dir / "images"
-    if not (directory / name).is_file():
+    try:
+        found = (directory / name).is_file()
+    except OSError:  # e.g. a name longer than the file system allows
+        found = False
+    if not found:
         raise NotFound(f"no generated image {name!r}")
     return await send_from_directory(directory, name)

@@ -9,7 +9,7 @@ from quart import Blueprint
 from ..proto import backend_pb2
 from .common import json_body, json_response, state, versioned
 from .openai import model_for
-from .schemas import Request, parse
+from .schemas import INT32_MAX, Request, parse
 
 bp = Blueprint("rerank", __name__)
 route = versioned(bp)
@@ -19,7 +19,7 @@ class RerankRequest(Request):
     model: str | None = None
     query: str = Field(min_length=1)
     documents: list[str] = Field(min_length=1, max_length=10000)
-    top_n: int | None = Field(default=None, ge=1)
+    top_n: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 @route("/rerank", methods=["POST"])

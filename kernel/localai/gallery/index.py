@@ -100,17 +100,34 @@ def parse_gallery_list(value: str | None, variable: str = "LOCALAI_BACKEND_GALLE
     return [GallerySource(str(i.get("name") or f"gallery{n}"), str(i["url"])) for n, i in enumerate(items)]
 
 
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+
+
+def read_local(path: Path) -> bytes:
+    """A regular file of at most MAX_INDEX_BYTES (never a device, FIFO or directory)."""
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file")
+    if path.stat().st_size > MAX_INDEX_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_INDEX_BYTES} bytes")
+    return path.read_bytes()
+
+
 def read_url(url: str) -> bytes:
-    """Fetch an index: http(s) with httpx, ``file://`` or a plain path from disk."""
+    """Fetch an index or config: http(s) with httpx, ``file://`` or a plain path from disk."""
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https"):
-        response = httpx.get(url, timeout=FETCH_TIMEOUT, follow_redirects=True)
-        response.raise_for_status()
-        return response.content
+        with httpx.stream("GET", url, timeout=FETCH_TIMEOUT, follow_redirects=True) as response:
+            response.raise_for_status()
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > MAX_INDEX_BYTES:
+                    raise ValueError(f"{url} is larger than {MAX_INDEX_BYTES} bytes")
+            return bytes(data)
     if parsed.scheme == "file":
-        return Path(parsed.path).read_bytes()
+        return read_local(Path(parsed.path))
     if parsed.scheme in ("", ) or os.path.exists(url):
-        return Path(url).expanduser().read_bytes()
+        return read_local(Path(url).expanduser())
     raise ValueError(f"unsupported gallery URL scheme {parsed.scheme!r}")
 
 

@@ -80,7 +80,7 @@ def now_rfc3339() -> str:
 
 def valid_name(name: str) -> str:
     name = (name or "").strip()
-    if not name or "/" in name or "\\" in name or name.startswith(".") or name in ("..",):
+    if not name or "/" in name or "\\" in name or "\x00" in name or name.startswith(".") or name in ("..",):
         raise BadRequest(f"invalid backend name {name!r}", param="name")
     return name
 
