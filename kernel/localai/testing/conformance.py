@@ -9,8 +9,8 @@ The command is started as ``<command> --addr 127.0.0.1:PORT`` in its own process
 LocalAI does), must answer Health ``"OK"`` within ``--backend-timeout`` seconds (default 40)
 and is stopped with SIGTERM at the end. Env fallbacks: ``LOCALAI_BACKEND_COMMAND``,
 ``LOCALAI_BACKEND_MODEL``, ``LOCALAI_BACKEND_CAPS`` (or ``BACKEND_TEST_CAPS``),
-``LOCALAI_BACKEND_TIMEOUT``. A test whose capability is not listed is skipped (a selection, not
-a missing dependency). ``LOCALAI_GRPC_AUTH_TOKEN``, when set, is sent as a bearer token.
+``LOCALAI_BACKEND_TIMEOUT``. A test whose capability is not listed is deselected at collection
+(it is not run and not reported as skipped). ``LOCALAI_GRPC_AUTH_TOKEN``, when set, is sent as a bearer token.
 """
 
 from __future__ import annotations
@@ -80,12 +80,30 @@ class Backend(BackendProcess):
         return self
 
 
+def selected_caps(config) -> set[str]:
+    """The capability selection (``--backend-caps`` or its env fallbacks)."""
+    value = _setting(config, "backend_caps", "LOCALAI_BACKEND_CAPS", "BACKEND_TEST_CAPS", default=DEFAULT_CAPS)
+    return {c.strip().lower() for c in value.split(",") if c.strip()}
+
+
+def needs(*names: str):
+    """Mark a test as testing these capabilities; it is deselected unless all are selected."""
+    return pytest.mark.localai_caps(*names)
+
+
+def is_unselected(item, caps: set[str]) -> bool:
+    """True for a test that is not part of the chosen capability selection."""
+    marker = item.get_closest_marker("localai_caps")
+    if marker is not None and any(name not in caps for name in marker.args):
+        return True
+    probe = item.get_closest_marker("localai_probe_unimplemented")
+    return probe is not None and all(cap in caps for cap, _m, _r in OPTIONAL_RPCS)
+
+
 @pytest.fixture(scope="module")
 def caps(request) -> set[str]:
     """The capability selection (``--backend-caps``)."""
-    value = _setting(request.config, "backend_caps", "LOCALAI_BACKEND_CAPS", "BACKEND_TEST_CAPS",
-                     default=DEFAULT_CAPS)
-    return {c.strip().lower() for c in value.split(",") if c.strip()}
+    return selected_caps(request.config)
 
 
 @pytest.fixture(scope="module")
@@ -112,38 +130,32 @@ def load_result(request, backend, caps):
     return backend.call("LoadModel", options, timeout=backend.timeout)
 
 
-def need(caps: set[str], *names: str) -> None:
-    missing = [n for n in names if n not in caps]
-    if missing:
-        pytest.skip(f"capability {', '.join(missing)} not selected (--backend-caps)")
-
-
+@needs("health")
 def test_health_says_ok(backend, caps):
-    need(caps, "health")
     assert backend.call("Health", pb.HealthMessage()).message == b"OK"
 
 
+@needs("load")
 def test_load_model_succeeds(load_result, caps):
-    need(caps, "load")
     assert load_result.success, f"LoadModel failed: {load_result.message!r}"
 
 
+@needs("predict")
 def test_predict_returns_text(backend, load_result, caps):
-    need(caps, "predict")
     reply = backend.call("Predict", pb.PredictOptions(Prompt=PROMPT, Tokens=16, Seed=1))
     assert reply.message.strip(), "Predict returned an empty message"
 
 
+@needs("stream")
 def test_predict_stream_yields_chunks(backend, load_result, caps):
-    need(caps, "stream")
     chunks = list(backend.call("PredictStream", pb.PredictOptions(Prompt=PROMPT, Tokens=16, Seed=1)))
     assert chunks, "PredictStream yielded no Reply"
     assert any(c.message for c in chunks), "no streamed Reply carried a message"
     assert b"".join(c.message for c in chunks).strip(), "the streamed text is empty"
 
 
+@needs("predict")
 def test_max_tokens_is_respected(backend, load_result, caps):
-    need(caps, "predict")
     reply = backend.call("Predict", pb.PredictOptions(Prompt=PROMPT, Tokens=3, Seed=1))
     if reply.tokens:
         assert reply.tokens <= 3, f"Tokens=3 but the backend reports {reply.tokens} tokens"
@@ -153,8 +165,8 @@ def test_max_tokens_is_respected(backend, load_result, caps):
         assert all(n <= 3 for n in reported), f"Tokens=3 but the stream reports {reported}"
 
 
+@needs("embeddings")
 def test_embeddings(backend, load_result, caps):
-    need(caps, "embeddings")
     result = backend.call("Embedding", pb.PredictOptions(Prompt="hello world"))
     values = list(result.embeddings)
     assert values, "Embedding returned no values"
@@ -163,17 +175,15 @@ def test_embeddings(backend, load_result, caps):
         assert len(values) == result.tokens * result.dim
 
 
+@needs("tokenize")
 def test_tokenize(backend, load_result, caps):
-    need(caps, "tokenize")
     result = backend.call("TokenizeString", pb.PredictOptions(Prompt="hello world"))
     assert result.length > 0 and len(result.tokens) == result.length
 
 
+@pytest.mark.localai_probe_unimplemented
 def test_unimplemented_rpc_is_reported(backend, load_result, caps):
-    choice = next(((cap, m, r) for cap, m, r in OPTIONAL_RPCS if cap not in caps), None)
-    if choice is None:
-        pytest.skip("every probed optional RPC is in --backend-caps")
-    _cap, method, make = choice
+    _cap, method, make = next((cap, m, r) for cap, m, r in OPTIONAL_RPCS if cap not in caps)
     with pytest.raises(grpc.RpcError) as info:
         backend.call(method, make())
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED, (

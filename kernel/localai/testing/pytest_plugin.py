@@ -54,6 +54,26 @@ def pytest_addoption(parser):
                     help="seconds the backend may take to answer Health 'OK' (default 40)")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "localai_caps(*caps): conformance test of these backend capabilities")
+    config.addinivalue_line("markers", "localai_probe_unimplemented: conformance probe of an unlisted RPC")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect conformance tests outside the ``--backend-caps`` selection (never skip them)."""
+    marked = [item for item in items if item.get_closest_marker("localai_caps")
+              or item.get_closest_marker("localai_probe_unimplemented")]
+    if not marked:
+        return
+    from .conformance import is_unselected, selected_caps
+
+    caps = selected_caps(config)
+    dropped = [item for item in marked if is_unselected(item, caps)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
 @pytest.fixture(scope="session")
 def oci_registry():
     """A local OCI registry (``docker-registry``) for the session; ``.host`` is ``127.0.0.1:PORT``."""
