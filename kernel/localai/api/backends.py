@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 from quart import Blueprint, Response, request
 
 from ..errors import NotFound
 from ..gallery.service import looks_like_uri
 from ..gallery.store import default_name, valid_name
-from .common import json_body, json_response, state
+from .common import galleries_json, job_events, job_or_404, json_body, json_response, state
 from .schemas import BackendApplyRequest, parse
 
 bp = Blueprint("backends", __name__)
@@ -38,9 +37,7 @@ async def available():
 
 @bp.get("/backends/galleries")
 async def galleries():
-    loaded = await asyncio.to_thread(gallery().galleries.load)
-    return json_response([{"name": g.source.name, "url": g.source.url, "error": g.error,
-                           "entries": len(g.entries)} for g in loaded])
+    return galleries_json(await asyncio.to_thread(gallery().galleries.load))
 
 
 @bp.post("/backends/apply")
@@ -70,33 +67,18 @@ async def jobs():
 
 @bp.get("/backends/jobs/<job_id>")
 async def job_status(job_id: str):
-    job = gallery().jobs.get(job_id)
-    if job is None:
-        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
-    return json_response(job.status())
+    return job_or_404(gallery().jobs.get(job_id), job_id)
 
 
 @bp.post("/backends/jobs/<job_id>/cancel")
 async def job_cancel(job_id: str):
-    job = gallery().jobs.cancel(job_id)
-    if job is None:
-        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
-    return json_response(job.status())
+    return job_or_404(gallery().jobs.cancel(job_id), job_id)
 
 
 @bp.get("/backends/events")
 async def events():
     """Server-sent events: every job's status whenever it changes."""
-
-    jobs = gallery().jobs  # the generator runs outside the app context
-
-    async def stream():
-        async for status in jobs.events():
-            yield b"data: " + orjson.dumps(status) + b"\n\n"
-
-    response = Response(stream(), content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    response.timeout = None
-    return response
+    return job_events(gallery().jobs)
 
 
 @bp.get("/backends/upgrades")

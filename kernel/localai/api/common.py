@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from quart import Blueprint, Response, current_app, request
 
-from ..errors import BadRequest
+from ..errors import BadRequest, NotFound
 
 
 def state():
@@ -41,3 +41,31 @@ async def json_body() -> Any:
 
 def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status=status, content_type="application/json")
+
+
+# -- gallery jobs and galleries, shared by the backend and model gallery routes -------------
+
+
+def job_or_404(job, job_id: str) -> Response:
+    """A job's status as JSON, or a 404 when there is no such job."""
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
+    return json_response(job.status())
+
+
+def job_events(jobs) -> Response:
+    """Server-sent events: every gallery job's status whenever it changes."""
+
+    async def stream():  # runs outside the app context: it only uses ``jobs``
+        async for status in jobs.events():
+            yield b"data: " + orjson.dumps(status) + b"\n\n"
+
+    response = Response(stream(), content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    response.timeout = None
+    return response
+
+
+def galleries_json(loaded) -> Response:
+    """The configured galleries with their entry counts and load errors."""
+    return json_response([{"name": g.source.name, "url": g.source.url, "error": g.error, "entries": len(g.entries)}
+                          for g in loaded])

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from pydantic import Field
 from quart import Blueprint, Response, request
 
 from ..errors import NotFound
-from .common import json_body, json_response, state
+from .common import galleries_json, job_events, job_or_404, json_body, json_response, state
 from .schemas import Request, parse
 
 bp = Blueprint("model_gallery", __name__)
@@ -37,9 +36,7 @@ async def available():
 
 @bp.get("/models/galleries")
 async def galleries():
-    loaded = await asyncio.to_thread(state().models.galleries.load)
-    return json_response([{"name": g.source.name, "url": g.source.url, "error": g.error,
-                           "entries": len(g.entries)} for g in loaded])
+    return galleries_json(await asyncio.to_thread(state().models.galleries.load))
 
 
 @bp.post("/models/apply")
@@ -77,29 +74,15 @@ async def jobs():
 
 @bp.get("/models/jobs/<job_id>")
 async def job_status(job_id: str):
-    job = state().gallery.jobs.get(job_id)
-    if job is None:
-        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
-    return json_response(job.status())
+    return job_or_404(state().gallery.jobs.get(job_id), job_id)
 
 
 @bp.get("/models/events")
 async def events():
     """Server-sent events of every gallery job (models and backends)."""
-    jobs = state().gallery.jobs
-
-    async def stream():
-        async for status in jobs.events():
-            yield b"data: " + orjson.dumps(status) + b"\n\n"
-
-    response = Response(stream(), content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    response.timeout = None
-    return response
+    return job_events(state().gallery.jobs)
 
 
 @bp.post("/models/jobs/<job_id>/cancel")
 async def job_cancel(job_id: str):
-    job = state().gallery.jobs.cancel(job_id)
-    if job is None:
-        raise NotFound(f"no job with id {job_id!r}", code="job_not_found")
-    return json_response(job.status())
+    return job_or_404(state().gallery.jobs.cancel(job_id), job_id)

@@ -120,6 +120,29 @@ def predict_options(req: Sampling, config: ModelConfig, limit: int | None) -> ba
     return options
 
 
+async def inference_request(schema, usecase: str):
+    """Read an inference request: the body (after plugins adjusted it), validated, and its model."""
+    body = await json_body()
+    if isinstance(body, dict):
+        state().host.before_inference(body)
+    req = parse(schema, body)
+    return body, req, model_for(req.model, usecase)
+
+
+def stream_closing(chunks: "Chunks", final_choice: dict[str, Any], req: Sampling, body: dict[str, Any]):
+    """The events that end a stream: the finish_reason chunk, then usage when asked for."""
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    host = state().host
+
+    def closing(reason: str, totals: dict[str, int]):
+        yield chunks.event({"choices": [{**final_choice, "finish_reason": reason}]})
+        if include_usage:
+            yield chunks.event({"choices": [], "usage": totals})
+        host.after_inference(body, {"finish_reason": reason, "usage": totals})
+
+    return closing
+
+
 def finish_reason(completion_tokens: int, limit: int) -> str:
     return "length" if limit and completion_tokens >= limit else "stop"
 
@@ -241,11 +264,7 @@ def chat_options(req: ChatCompletionRequest, config: ModelConfig) -> backend_pb2
 @route("/chat/completions", methods=["POST"])
 async def chat_completions():
     app_state = state()
-    body = await json_body()
-    if isinstance(body, dict):
-        app_state.host.before_inference(body)
-    req = parse(ChatCompletionRequest, body)
-    config = model_for(req.model, "chat")
+    body, req, config = await inference_request(ChatCompletionRequest, "chat")
     if is_http_model(config):
         return await forward_json(config, "/chat/completions", body, stream=req.stream)
     name = config.name
@@ -257,13 +276,7 @@ async def chat_completions():
     if req.stream:
         base["object"] = "chat.completion.chunk"
         chunks = Chunks(base, lambda text, reason: {"index": 0, "delta": {"content": text}, "finish_reason": reason})
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-
-        def closing(reason: str, totals: dict[str, int]):
-            yield chunks.event({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-            if include_usage:
-                yield chunks.event({"choices": [], "usage": totals})
-            app_state.host.after_inference(body, {"finish_reason": reason, "usage": totals})
+        closing = stream_closing(chunks, {"index": 0, "delta": {}}, req, body)
 
         opening = [chunks.event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                               "finish_reason": None}]})]
@@ -299,11 +312,7 @@ def completion_prompt(prompt: str, config: ModelConfig) -> str:
 @route("/completions", methods=["POST"])
 async def completions():
     app_state = state()
-    body = await json_body()
-    if isinstance(body, dict):
-        app_state.host.before_inference(body)
-    req = parse(CompletionRequest, body)
-    config = model_for(req.model, "completion")
+    body, req, config = await inference_request(CompletionRequest, "completion")
     if is_http_model(config):
         return await forward_json(config, "/completions", body, stream=req.stream)
     name = config.name
@@ -321,13 +330,7 @@ async def completions():
         options.Prompt = completion_prompt(prompts[0], config)
         chunks = Chunks(base, lambda text, reason: {"index": 0, "text": text, "logprobs": None,
                                                     "finish_reason": reason})
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-
-        def closing(reason: str, totals: dict[str, int]):
-            yield chunks.event({"choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": reason}]})
-            if include_usage:
-                yield chunks.event({"choices": [], "usage": totals})
-            app_state.host.after_inference(body, {"finish_reason": reason, "usage": totals})
+        closing = stream_closing(chunks, {"index": 0, "text": "", "logprobs": None}, req, body)
 
         opening = [chunks.text(prompts[0])] if req.echo else []
         model = await app_state.manager.acquire(name)
@@ -385,11 +388,7 @@ def encode_vector(values: list[float], encoding_format: str) -> list[float] | st
 @route("/embeddings", methods=["POST"])
 async def embeddings():
     app_state = state()
-    body = await json_body()
-    if isinstance(body, dict):
-        app_state.host.before_inference(body)
-    req = parse(EmbeddingRequest, body)
-    config = model_for(req.model, "embeddings")
+    body, req, config = await inference_request(EmbeddingRequest, "embeddings")
     if is_http_model(config):
         return await forward_json(config, "/embeddings", body)
     name = config.name

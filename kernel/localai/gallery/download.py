@@ -107,6 +107,17 @@ def _repo_path(uri: str, rest: str) -> tuple[str, str, str | None, str]:
     return owner, repo, rev, path
 
 
+def file_sha256(path: Path, check: Callable[[], None] | None = None) -> str:
+    """The hex sha256 of a file; ``check`` runs per chunk (e.g. to honour a cancel)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            if check is not None:
+                check()
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def resolve_uri(uri: str) -> str:
     """Turn ``huggingface://``, ``hf://`` and ``github:`` URIs into https URLs; others unchanged.
 
@@ -236,12 +247,7 @@ class _Job:
                 self.progress(done, total)
 
     def file_sha256(self, path: Path) -> str:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                self.check_cancel()
-                h.update(chunk)
-        return h.hexdigest()
+        return file_sha256(path, self.check_cancel)
 
     def partial_size(self) -> int:
         try:

@@ -9,7 +9,6 @@ the store opens). Everything here is blocking: the API runs it in worker threads
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from urllib.parse import urlparse
 
 from ..errors import APIError, BadRequest, NotFound
 from . import download, oci
+from .download import file_sha256
 from .capability import detect_capability, resolve_meta
 from .index import GalleryEntry, Galleries
 
@@ -233,7 +233,8 @@ class BackendStore:
             if self.max_bytes and archive.stat().st_size > self.max_bytes:
                 raise InstallError(f"{uri} is over the limit of {self.max_bytes} bytes", code="too_large")
             oci.apply_layer(archive, root)
-            return "sha256:" + file_sha256(archive)
+            # download_file verified the given sha256 already: hash again only when none was given
+            return "sha256:" + (sha256.lower().removeprefix("sha256:") if sha256 else file_sha256(archive))
         path = Path(parsed.path if parsed.scheme == "file" else uri).expanduser()
         if path.is_dir():
             shutil.copytree(path, root, symlinks=True, dirs_exist_ok=True)
@@ -338,11 +339,3 @@ def default_name(uri: str) -> str:
         if base.endswith(suffix):
             base = base[: -len(suffix)]
     return base
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from ..backends.process import free_port
 
 INSTALL_HINT = "docker-registry is not installed: run `apt-get install docker-registry`"
 
@@ -25,12 +26,6 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Registry:
@@ -58,7 +53,7 @@ class Registry:
         """Start the server (retrying on a port race) and wait until ``GET /v2/`` is 200."""
         last = ""
         for _ in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             (self.workdir / "storage").mkdir(parents=True, exist_ok=True)
             config = self.workdir / "config.yml"
             config.write_text(_CONFIG.format(root=self.workdir / "storage", port=self.port))
