@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from localai.backends.options import model_options
+from localai.backends.options import ALL_GPU_LAYERS, model_options
 from localai.default_plugins.external_backends import parse_external
 from localai.errors import BadRequest, ConfigError
 from localai.models import templates
@@ -56,6 +57,27 @@ def test_valid_yaml_is_parsed(tmp_path):
     assert options.ModelFile == str((tmp_path / "models" / "chatty.gguf").resolve())
     assert options.Model == "chatty.gguf" and list(options.Options) == ["dim:4", "gpu"]
     assert options.ContextSize == 1024
+    assert options.NGPULayers == ALL_GPU_LAYERS  # no gpu_layers: everything on the GPU, when there is one
+
+
+@pytest.mark.parametrize("extra, gpu_layers, parallel_options", [
+    ({"parallel": 4}, ALL_GPU_LAYERS, ["parallel:4"]),
+    ({"parallel": 4, "options": ["parallel: 2"]}, ALL_GPU_LAYERS, ["parallel: 2"]),
+    ({"gpu_layers": 0}, 0, []),
+    ({"gpu_layers": -1}, ALL_GPU_LAYERS, []),
+    ({"gpu_layers": 12, "parallel": 1}, 12, ["parallel:1"]),
+])
+def test_parallel_slots_and_gpu_layers_reach_the_backend(tmp_path, extra, gpu_layers, parallel_options):
+    config = ModelConfig.model_validate({"name": "m", "backend": "llama-cpp", **extra})
+    options = model_options(config, Settings(models_path=tmp_path), "/m.gguf")
+    assert options.NGPULayers == gpu_layers
+    assert [o for o in options.Options if o.startswith("parallel")] == parallel_options
+
+
+@pytest.mark.parametrize("bad", [{"parallel": 0}, {"parallel": "many"}, {"gpu_layers": "all"}])
+def test_bad_parallel_or_gpu_layers_is_a_config_error(bad):
+    with pytest.raises(ValidationError):
+        ModelConfig.model_validate({"name": "m", **bad})
 
 
 def test_list_of_configs_in_one_file(tmp_path):

