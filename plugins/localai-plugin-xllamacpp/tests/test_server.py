@@ -134,6 +134,26 @@ def test_embedding(loaded):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_concurrent_embeddings_equal_single_ones(loaded):
+    """llama.cpp pools wrongly when sequences share a batch; the backend must not let them."""
+    texts = ["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock markets fell sharply today."]
+    single = [list(loaded.Embedding(pb.PredictOptions(Prompt=t)).embeddings) for t in texts]
+    together: dict[int, list[float]] = {}
+    barrier = threading.Barrier(len(texts))
+
+    def one(i: int) -> None:
+        barrier.wait()
+        together[i] = list(loaded.Embedding(pb.PredictOptions(Prompt=texts[i])).embeddings)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i, vec in enumerate(single):
+        assert max(abs(a - b) for a, b in zip(vec, together[i])) < 1e-4
+
+
 def test_tokenize(loaded):
     r = loaded.TokenizeString(pb.PredictOptions(Prompt="hello world<|im_start|>"))
     assert r.length == len(r.tokens) == 3

@@ -135,9 +135,12 @@ class Engine:
 
     def __init__(self) -> None:
         self.server: Any = None
+        self.embedder: Any = None
+        self.params: Any = None
         self.parallel = 0
         self.embeddings = False
         self.lock = threading.Lock()  # load/free only; requests run concurrently
+        self.embed_lock = threading.Lock()
 
     def load(self, req: Any) -> Any:
         global xl
@@ -161,6 +164,7 @@ class Engine:
                 self.server = xl.Server(params)
             except Exception as exc:  # noqa: BLE001 - reported to the caller
                 return backend_pb2.Result(success=False, message=f"failed to load {path}: {exc}")
+            self.params = params
             self.parallel = params.n_parallel
             self.embeddings = bool(req.Embeddings)
         return backend_pb2.Result(success=True, message=f"Model loaded ({self.parallel} parallel slots)")
@@ -204,13 +208,10 @@ class Engine:
             p.sampling.seed = req.Seed & 0xFFFFFFFF
         if "cache_prompt" in opts:
             p.cache_prompt = truthy(opts["cache_prompt"])
-        if req.Embeddings:
-            p.embedding = True
-            p.pooling_type = xl.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
         return p
 
     def free(self) -> Any:
-        self.server = None  # its destructor stops the loop and frees llama.cpp memory
+        self.server = self.embedder = self.params = None  # destructors stop the loops, free memory
         self.parallel = 0
         return backend_pb2.Result(success=True, message="model freed")
 
@@ -276,14 +277,44 @@ class Engine:
 
     # -- embeddings and tokens ---------------------------------------------------------
 
+    def _embedder(self) -> Any:
+        """A second, one-slot engine with mean pooling, made on first use.
+
+        Embeddings get their own engine, one request at a time: llama.cpp pools wrongly when
+        several sequences share a batch (measured: vectors off by up to 0.43), and the chat
+        engine's slots batch whatever arrives together. The weights are mmap-ed, so shared.
+        """
+        if self.embedder is None:
+            p = self._params_like(self.params)
+            p.n_parallel = 1
+            p.n_ctx = self.params.n_ctx // max(1, self.params.n_parallel)
+            p.n_batch = p.n_ubatch = p.n_ctx
+            p.embedding = True
+            p.pooling_type = xl.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+            self.embedder = xl.Server(p)
+        return self.embedder
+
+    @staticmethod
+    def _params_like(params: Any) -> Any:
+        p = xl.CommonParams()
+        p.model.path = params.model.path
+        p.verbosity = params.verbosity
+        p.cpuparams.n_threads = params.cpuparams.n_threads
+        p.cpuparams_batch.n_threads = params.cpuparams_batch.n_threads
+        p.n_gpu_layers = params.n_gpu_layers
+        p.main_gpu = params.main_gpu
+        p.tensor_split = params.tensor_split
+        return p
+
     def embed(self, req: Any) -> Any:
-        server = self.require()
+        self.require()
         if not self.embeddings:
             raise BadRequest("this model was loaded without embeddings (set embeddings: true in its config)")
         item: Any = list(req.EmbeddingTokens) if req.EmbeddingTokens else req.Prompt
         if not item:
             raise BadRequest("nothing to embed: empty prompt")
-        result = _checked(server.handle_embeddings({"input": item}))
+        with self.embed_lock:
+            result = _checked(self._embedder().handle_embeddings({"input": item}))
         vec = result["data"][0]["embedding"]
         usage = result.get("usage") or {}
         return backend_pb2.EmbeddingResult(
