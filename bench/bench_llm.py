@@ -1,5 +1,5 @@
 """Benchmark: single-stream time to first token and decode tokens/s for SmolLM2, through
-``local-ai run`` (HTTP SSE → kernel → gRPC → llama-cpp backend) and in-process with
+``local-ai run`` (HTTP SSE → kernel → gRPC → smollm2's llama-cpp backend) and in-process with
 llama-cpp-python on one dedicated thread, same prompt and settings. Also the kernel's RSS.
 
 Run with ``tox -e bench`` (or ``python bench/bench_llm.py --runs 5``). Prints a table and

@@ -74,6 +74,14 @@ def test_parallel_slots_and_gpu_layers_reach_the_backend(tmp_path, extra, gpu_la
     assert [o for o in options.Options if o.startswith("parallel")] == parallel_options
 
 
+@pytest.mark.parametrize("extra, cuda", [
+    ({}, True), ({"cuda": False}, False), ({"diffusers": {"cuda": False}}, False), ({"cuda": True}, True),
+])
+def test_cuda_is_asked_for_unless_the_config_says_no(tmp_path, extra, cuda):
+    config = ModelConfig.model_validate({"name": "m", "backend": "diffusers", **extra})
+    assert model_options(config, Settings(models_path=tmp_path), "/m").CUDA is cuda
+
+
 @pytest.mark.parametrize("bad", [{"parallel": 0}, {"parallel": "many"}, {"gpu_layers": "all"}])
 def test_bad_parallel_or_gpu_layers_is_a_config_error(bad):
     with pytest.raises(ValidationError):

@@ -47,9 +47,9 @@ def model_options(config: ModelConfig, settings: Settings, model_file: str) -> b
     if config.type:
         options.Type = config.type
     diffusers = config.diffusers
+    # CUDA when the backend finds a GPU, unless the config says ``cuda: false``
     cuda = config.cuda if config.cuda is not None else diffusers.get("cuda")
-    if cuda:
-        options.CUDA = True
+    options.CUDA = cuda is None or bool(cuda)
     if diffusers.get("pipeline_type"):
         options.PipelineType = str(diffusers["pipeline_type"])
     if diffusers.get("scheduler_type"):

