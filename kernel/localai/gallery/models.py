@@ -35,7 +35,8 @@ RECORD_PREFIX = "._gallery_"
 
 # which pip plugin provides a backend, for the "install this plugin" hint
 BACKEND_PLUGINS = {
-    "llama-cpp": "localai-plugin-llama-cpp",
+    "llama-cpp": "localai-plugin-xllamacpp",
+    "llama-cpp-python": "localai-plugin-llama-cpp",
     "faster-whisper": "localai-plugin-whisper",
     "piper": "localai-plugin-piper",
     "sentence-transformers": "localai-plugin-sentence-transformers",
