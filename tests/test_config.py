@@ -74,6 +74,14 @@ def test_parallel_slots_and_gpu_layers_reach_the_backend(tmp_path, extra, gpu_la
     assert [o for o in options.Options if o.startswith("parallel")] == parallel_options
 
 
+def test_gpu_knobs_reach_the_backend(tmp_path):
+    config = ModelConfig.model_validate({"name": "m", "main_gpu": "1", "tensor_split": "3,1", "cache_type_k": "q8_0",
+                                         "cache_type_v": "q8_0", "no_kv_offloading": True, "flash_attention": "on"})
+    options = model_options(config, Settings(models_path=tmp_path), "/m.gguf")
+    assert (options.MainGPU, options.TensorSplit, options.CacheTypeKey, options.CacheTypeValue) == ("1", "3,1", "q8_0", "q8_0")
+    assert options.NoKVOffload and options.FlashAttention == "on"
+
+
 @pytest.mark.parametrize("extra, cuda", [
     ({}, True), ({"cuda": False}, False), ({"diffusers": {"cuda": False}}, False), ({"cuda": True}, True),
 ])

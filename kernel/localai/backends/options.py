@@ -40,6 +40,14 @@ def model_options(config: ModelConfig, settings: Settings, model_file: str) -> b
     )
     if config.main_gpu:
         options.MainGPU = config.main_gpu
+    if config.tensor_split:
+        options.TensorSplit = config.tensor_split
+    if config.cache_type_k:
+        options.CacheTypeKey = config.cache_type_k
+    if config.cache_type_v:
+        options.CacheTypeValue = config.cache_type_v
+    if config.no_kv_offloading:
+        options.NoKVOffload = True
     if config.parameters.seed is not None:
         options.Seed = config.parameters.seed
     if config.flash_attention:

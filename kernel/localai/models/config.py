@@ -77,6 +77,10 @@ class ModelConfig(BaseModel):
     gpu_layers: int | None = None  # unset or negative: all layers
     parallel: int | None = Field(default=None, ge=1, le=256)  # LLM slots decoded together
     main_gpu: str | None = None
+    tensor_split: str | None = None
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    no_kv_offloading: bool | None = None
     f16: bool | None = None
     mmap: bool | None = None
     mmlock: bool | None = None
