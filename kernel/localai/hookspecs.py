@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .backends.process import BackendHandle
     from .backends.spec import BackendSpec
+    from .models.config import ModelConfig
     from .settings import Settings
 
 hookspec = pluggy.HookspecMarker("localai")
@@ -34,13 +35,16 @@ def localai_backends(settings: "Settings") -> Iterable["BackendSpec"]:
 
 @hookspec(firstresult=True)
 def localai_launch_backend(
-    spec: "BackendSpec", addr: str, settings: "Settings", model: str
+    spec: "BackendSpec", addr: str, settings: "Settings", model: str, config: "ModelConfig"
 ) -> "BackendHandle | None":
     """Start the process for ``spec`` serving gRPC on ``addr`` and return its handle.
 
     The first non-None result wins. The built-in implementation (``trylast``) starts a local
     subprocess; a plugin can place the backend elsewhere (another host, a cluster) by
-    returning any object that satisfies :class:`localai.backends.process.BackendHandle`.
+    returning any object that satisfies :class:`localai.backends.process.BackendHandle`,
+    serving on an address of its own choosing. ``config`` is the model's
+    :class:`~localai.models.config.ModelConfig` (its extra YAML keys included, e.g. placement
+    hints); implementations that do not declare the argument do not receive it.
     """
 
 

@@ -93,9 +93,10 @@ class PluginHost:
             )
         )
 
-    def launch(self, spec: BackendSpec, addr: str, model: str):
+    def launch(self, spec: BackendSpec, addr: str, model: str, config: Any = None):
         """Start a backend process through the ``localai_launch_backend`` hook."""
-        return self.pm.hook.localai_launch_backend(spec=spec, addr=addr, settings=self.settings, model=model)
+        return self.pm.hook.localai_launch_backend(spec=spec, addr=addr, settings=self.settings, model=model,
+                                                   config=config)
 
     def before_inference(self, request: dict[str, Any]) -> None:
         if self.has_inference_hooks:

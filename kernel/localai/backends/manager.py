@@ -40,12 +40,15 @@ class LoadedModel:
     CONNECTION_LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
 
     def __init__(self, config: ModelConfig, spec: BackendSpec, handle, client: BackendClient | None,
-                 upstream: HttpUpstream | None = None):
+                 upstream: HttpUpstream | None = None, clients: list[BackendClient] | None = None):
         self.config = config
         self.spec = spec
         self.handle = handle
-        self.client = client
-        self.stub = client.stub if client else None
+        # one client per replica (address) of the backend; ``client`` is the first
+        self.clients = clients or ([client] if client else [])
+        self.client = self.clients[0] if self.clients else None
+        self._stubs = [c.stub for c in self.clients]
+        self._turn = 0
         self.upstream = upstream
         self.in_flight = 0
         self.last_used = time.monotonic()
@@ -58,8 +61,17 @@ class LoadedModel:
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def stub(self):
+        """The gRPC stub for the next call: replicas take turns (read once per call, not per token)."""
+        stubs = self._stubs
+        if len(stubs) < 2:
+            return stubs[0] if stubs else None
+        self._turn += 1
+        return stubs[self._turn % len(stubs)]
+
     def describe(self) -> dict:
-        return {
+        info = {
             "id": self.name,
             "backend": self.spec.name,
             "address": self.handle.address,
@@ -67,6 +79,12 @@ class LoadedModel:
             "in_flight": self.in_flight,
             "loaded_at": self.loaded_at,
         }
+        if len(self.clients) > 1:
+            info["addresses"] = [c.address for c in self.clients]
+        placement = getattr(self.handle, "placement", None)
+        if placement is not None:
+            info["placement"] = placement
+        return info
 
     async def rpc_error(self, exc: grpc.aio.AioRpcError, rpc: str) -> APIError:
         """Translate a gRPC failure into an API error the client can act on.
@@ -204,7 +222,7 @@ class ModelManager:
         except FileNotFoundError as exc:
             raise LoadError(f"cannot load model {config.name!r}: {exc}") from None
         addr = f"127.0.0.1:{free_port()}" if spec.managed else spec.address
-        handle = self.host.launch(spec, addr, config.name)
+        handle = self.host.launch(spec, addr, config.name, config)
         if handle is None:
             raise LoadError(f"no plugin could launch backend {spec.name!r}")
         started = time.monotonic()
@@ -212,31 +230,40 @@ class ModelManager:
             await handle.start()
         except OSError as exc:
             raise LoadError(f"cannot start backend {spec.name!r} for model {config.name!r}: {exc}") from None
-        client = BackendClient(handle.address)
-        try:
+        clients = {address: BackendClient(address) for address in getattr(handle, "addresses", None) or [handle.address]}
+        options = model_options(config, self.settings, model_file)
+
+        async def load_one(address: str) -> None:
+            client = clients[address]
             await self._wait_healthy(handle, client, spec, config)
-            result = await client.load_model(
-                model_options(config, self.settings, model_file), timeout=self.settings.load_timeout
-            )
+            result = await client.load_model(options, timeout=self.settings.load_timeout)
             if not result.success:
                 raise LoadError(
                     f"backend {spec.name!r} could not load model {config.name!r}: {result.message or 'no reason given'}"
                 )
+
+        try:
+            load = getattr(handle, "load", None)
+            if load is not None:
+                await load(load_one)
+            else:
+                for address in clients:
+                    await load_one(address)
         except grpc.aio.AioRpcError as exc:
-            await self._discard(handle, client)
+            await self._discard(handle, *clients.values())
             if not handle.alive():
                 raise LoadError(
                     f"backend {spec.name!r} died while loading model {config.name!r} ({handle.describe_exit()})"
                 ) from None
             raise LoadError(f"backend {spec.name!r} failed to load model {config.name!r}: {exc.details()}") from None
         except BaseException:
-            await self._discard(handle, client)
+            await self._discard(handle, *clients.values())
             raise
-        model = LoadedModel(config, spec, handle, client)
+        model = LoadedModel(config, spec, handle, None, clients=list(clients.values()))
         model.watcher = asyncio.create_task(self._watch(model))
         self.loaded[config.name] = model
         metrics.BACKEND_LOADS.labels(config.name, spec.name).inc()
-        log.info("model %s loaded by backend %s at %s in %.2fs", config.name, spec.name, handle.address,
+        log.info("model %s loaded by backend %s at %s in %.2fs", config.name, spec.name, ", ".join(clients),
                  time.monotonic() - started)
         return model
 
@@ -289,8 +316,9 @@ class ModelManager:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
-    async def _discard(self, handle, client: BackendClient) -> None:
-        await client.close()
+    async def _discard(self, handle, *clients: BackendClient) -> None:
+        for client in clients:
+            await client.close()
         await handle.stop(self.settings.stop_grace)
 
     async def _watch(self, model: LoadedModel) -> None:
@@ -304,8 +332,7 @@ class ModelManager:
         if self.loaded.get(model.name) is model:
             del self.loaded[model.name]
         # calls in flight must fail with their own gRPC error, not be cancelled by the close
-        if model.client is not None:
-            await model.client.close(grace=5.0)
+        await asyncio.gather(*(client.close(grace=5.0) for client in model.clients))
         del code
 
     # -- eviction -----------------------------------------------------------------------
@@ -335,14 +362,17 @@ class ModelManager:
         if model is None:
             return False
         model.stopping = True
-        if model.client is not None:
-            if model.handle.alive():
+        # a backend shared with other kernels keeps its model: only the handle's stop() knows
+        # whether this kernel was the last user
+        free = model.handle.alive() and not getattr(model.handle, "shared", False)
+        for client in model.clients:
+            if free:
                 try:
-                    await model.client.free(timeout=self.settings.free_timeout)
+                    await client.free(timeout=self.settings.free_timeout)
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                         log.debug("Free failed for %s: %s", name, exc.details())
-            await model.client.close()
+            await client.close()
         if model.upstream is not None:
             await model.upstream.close()
         await model.handle.stop(self.settings.stop_grace)

@@ -37,7 +37,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @runtime_checkable
 class BackendHandle(Protocol):
-    """What the kernel needs from a started backend, wherever it runs."""
+    """What the kernel needs from a started backend, wherever it runs.
+
+    Optional members, read with ``getattr`` by the model manager (a handle without them
+    behaves as one local process):
+
+    - ``addresses: list[str]`` — every gRPC address serving the model (replicas), read after
+      ``start()``; requests are spread over them round-robin. Default ``[address]``.
+    - ``async load(load_one)`` — run LoadModel where it is needed by awaiting
+      ``load_one(address)`` (Health wait + LoadModel on that address); a handle shared with
+      other kernels skips replicas that another kernel already loaded. Default: every address.
+    - ``shared: bool`` — other kernels may use the same backend: unloading does not call Free
+      and ``stop()`` only drops this kernel's reference (the backend stops with the last one).
+    - ``placement`` — JSON-able description of where it runs, shown in ``/system``.
+    """
 
     address: str
 

@@ -5,7 +5,8 @@ Run: ``python -m localai.testing.echo_backend --addr 127.0.0.1:PORT``.
 Knobs (``options:`` of the model, sent as ``ModelOptions.Options`` ``"key:value"`` strings):
 ``load_log:PATH`` (append ``"<pid> <Model>"`` per LoadModel call), ``load_delay:S``,
 ``token_delay:S`` (between streamed words), ``dim:N`` (embedding size, default 8),
-``free_log:PATH`` (append ``"<pid> free"`` per Free call). A Model/ModelFile containing
+``free_log:PATH`` (append ``"<pid> free"`` per Free call), ``request_log:PATH`` (append
+``"<pid> predict"`` per Predict/PredictStream call, to see which process served a request). A Model/ModelFile containing
 ``fail-load`` is refused. Env ``ECHO_HEALTH_DELAY=S`` delays serving at start.
 Input triggers: ``CRASH_NOW`` (exit 3 before replying), ``CRASH_MIDSTREAM`` (exit 3 after two
 streamed words), ``ERROR_NOW`` (gRPC INTERNAL).
@@ -107,6 +108,8 @@ class EchoBackend(backend_pb2_grpc.BackendServicer):
     def _prepare(self, request, context) -> tuple[list[str], int]:
         """Check identity and triggers; return (reply words, prompt word count)."""
         check_identity(request.ModelIdentity, self.model, context)
+        if "request_log" in self.options:
+            _append(self.options["request_log"], f"{os.getpid()} predict")
         text = _input_text(request)
         if "CRASH_NOW" in text:
             os._exit(3)
