@@ -70,6 +70,8 @@ async def post(port: int, path: str, body: dict, *, stream: bool) -> tuple[float
         lines = (rest + data).split(b"\n")
         rest = lines.pop()
         times.extend(now for line in lines if line.startswith(b"data:") and CONTENT.search(line))
+        if any(line.startswith(b"data: [DONE]") for line in lines):
+            break  # some servers keep the connection open after the stream (keep-alive)
     writer.close()
     if not stream:
         times.append(time.perf_counter())
@@ -201,6 +203,38 @@ def bench_llama_cpp_http(args, report: dict) -> None:
         print("  llama.cpp's HTTP server (xllamacpp, 4 slots)", flush=True)
         report["concurrency"]["llama.cpp server"] = sweep(port, "/v1/chat/completions", "smollm2", args.runs,
                                                           args.max_tokens)
+
+
+def bench_in_process_xllamacpp(args, report: dict) -> None:
+    """The same engine in this process (its callback on the calling thread), one stream."""
+    import xllamacpp as xl
+
+    params = xl.CommonParams()
+    params.model.path = GGUF
+    params.n_parallel, params.n_ctx = 4, 2048 * 4
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = args.threads
+    params.verbosity = -1
+    server = xl.Server(params)
+    body = {k: v for k, v in chat_body("smollm2", args.max_tokens).items() if k != "model"}
+
+    def once(tokens: int) -> tuple[float, list[float]]:
+        times: list[float] = []
+
+        def on_chunk(chunk: dict) -> bool:
+            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                times.append(time.perf_counter())
+            return False
+
+        start = time.perf_counter()
+        server.handle_chat_completions({**body, "max_tokens": tokens}, on_chunk)
+        return start, times
+
+    once(8)
+    runs = [once(args.max_tokens) for _ in range(args.runs)]
+    report["single_stream"]["in-process xllamacpp"] = {
+        "ttft_ms": statistics.median((t[0] - s) * 1000 for s, t in runs),
+        "decode_tps": statistics.median((len(t) - 1) / (t[-1] - t[0]) for _, t in runs)}
+    del server
 
 
 # -- the kernel's own cost, with the echo backend --------------------------------------------
@@ -415,6 +449,7 @@ def main() -> None:
     local = bench_llm.summary(bench_llm.bench_in_process(args.runs, args.max_tokens, args.threads))
     report["single_stream"]["in-process llama-cpp-python"] = {"ttft_ms": local["ttft_ms"],
                                                               "decode_tps": local["decode_tps"]}
+    bench_in_process_xllamacpp(args, report)
     bench_kernel_overhead(args, report)
 
     out = Path(args.out)

@@ -26,6 +26,7 @@ def main() -> None:
     params.n_ctx = args.ctx * args.parallel
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = args.threads
     params.verbosity = -1
+    params.n_threads_http = 4 * args.parallel  # enough HTTP threads that none waits for another
     server = xl.Server(params)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
