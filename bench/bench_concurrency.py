@@ -234,7 +234,6 @@ def bench_in_process_xllamacpp(args, report: dict) -> None:
     report["single_stream"]["in-process xllamacpp"] = {
         "ttft_ms": statistics.median((t[0] - s) * 1000 for s, t in runs),
         "decode_tps": statistics.median((len(t) - 1) / (t[-1] - t[0]) for _, t in runs)}
-    del server
 
 
 # -- the kernel's own cost, with the echo backend --------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import json
 import os
 import signal
 import sys
@@ -103,6 +104,32 @@ def parse_options(options) -> dict[str, str]:
         key, sep, value = opt.partition(":")
         parsed[key.strip()] = value.strip() if sep else "true"
     return parsed
+
+
+def chat_message(m) -> dict:
+    """A proto ``Message`` as an OpenAI-style chat message for a chat template."""
+    msg: dict = {"role": m.role, "content": m.content}
+    if m.name:
+        msg["name"] = m.name
+    if m.tool_call_id:
+        msg["tool_call_id"] = m.tool_call_id
+    if m.reasoning_content:
+        msg["reasoning_content"] = m.reasoning_content
+    if m.tool_calls:
+        try:
+            msg["tool_calls"] = json.loads(m.tool_calls)
+        except ValueError:
+            pass
+    return msg
+
+
+def template_kwargs(metadata) -> dict:
+    """Extra chat-template variables from ``PredictOptions.Metadata``: the JSON object in
+    ``chat_template_kwargs`` and ``enable_thinking`` (raises ValueError on bad JSON)."""
+    kwargs = json.loads(metadata["chat_template_kwargs"]) if metadata.get("chat_template_kwargs") else {}
+    if "enable_thinking" in metadata:
+        kwargs["enable_thinking"] = truthy(metadata["enable_thinking"])
+    return kwargs
 
 
 def truthy(value: str | None) -> bool:

@@ -31,8 +31,8 @@ import random
 import time
 from typing import Any, Callable
 
-from localai.backend_server import (BadRequest, NotLoaded, abort_for, check_identity, model_file,
-                                    parse_options, status_response, truthy)
+from localai.backend_server import (BadRequest, NotLoaded, abort_for, chat_message, check_identity, model_file,
+                                    parse_options, status_response, template_kwargs, truthy)
 from localai.backend_worker import Failure, Job, Worker
 from localai.proto import backend_pb2, backend_pb2_grpc
 
@@ -58,23 +58,6 @@ def _partial_stop(text: str, stops: list[str]) -> int:
                 keep = i
                 break
     return keep
-
-
-def _message(m: Any) -> dict[str, Any]:
-    """A proto Message → an OpenAI-style dict for the chat template."""
-    msg: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.name:
-        msg["name"] = m.name
-    if m.tool_call_id:
-        msg["tool_call_id"] = m.tool_call_id
-    if m.reasoning_content:
-        msg["reasoning_content"] = m.reasoning_content
-    if m.tool_calls:
-        try:
-            msg["tool_calls"] = json.loads(m.tool_calls)
-        except ValueError:
-            pass
-    return msg
 
 
 class Engine:
@@ -216,15 +199,9 @@ class Engine:
         llm = self.llm
         extra_stops: list[str] = []
         if req.UseTokenizerTemplate and req.Messages:
-            kwargs: dict[str, Any] = {}
-            if req.Tools:
-                kwargs["tools"] = json.loads(req.Tools)
-            meta = req.Metadata
-            if meta.get("chat_template_kwargs"):
-                kwargs.update(json.loads(meta["chat_template_kwargs"]))
-            if "enable_thinking" in meta:
-                kwargs["enable_thinking"] = truthy(meta["enable_thinking"])
-            res = self.formatter(messages=[_message(m) for m in req.Messages], **kwargs)
+            kwargs: dict[str, Any] = {"tools": json.loads(req.Tools)} if req.Tools else {}
+            kwargs.update(template_kwargs(req.Metadata))
+            res = self.formatter(messages=[chat_message(m) for m in req.Messages], **kwargs)
             text, add_bos = res.prompt, not res.added_special
             if res.stop:
                 extra_stops = [res.stop] if isinstance(res.stop, str) else list(res.stop)

@@ -29,8 +29,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from localai.backend_server import (BadRequest, NotLoaded, abort_for, check_identity, model_file,
-                                    parse_options, status_response, truthy)
+from localai.backend_server import (BadRequest, NotLoaded, abort_for, chat_message, check_identity, model_file,
+                                    parse_options, status_response, template_kwargs, truthy)
 from localai.backend_worker import Failure
 from localai.proto import backend_pb2, backend_pb2_grpc
 
@@ -57,23 +57,6 @@ def _checked(result: Any) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise EngineError({"message": f"unexpected answer from llama.cpp: {result!r}"})
     return result
-
-
-def _message(m: Any) -> dict[str, Any]:
-    """A proto Message → an OpenAI-style chat message."""
-    msg: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.name:
-        msg["name"] = m.name
-    if m.tool_call_id:
-        msg["tool_call_id"] = m.tool_call_id
-    if m.reasoning_content:
-        msg["reasoning_content"] = m.reasoning_content
-    if m.tool_calls:
-        try:
-            msg["tool_calls"] = json.loads(m.tool_calls)
-        except ValueError:
-            pass
-    return msg
 
 
 def request_body(req: Any) -> tuple[bool, dict[str, Any]]:
@@ -105,13 +88,10 @@ def request_body(req: Any) -> tuple[bool, dict[str, Any]]:
     if req.Mirostat:
         body.update(mirostat=req.Mirostat, mirostat_tau=req.MirostatTAU or 5.0, mirostat_eta=req.MirostatETA or 0.1)
     if req.UseTokenizerTemplate and req.Messages:
-        body["messages"] = [_message(m) for m in req.Messages]
+        body["messages"] = [chat_message(m) for m in req.Messages]
         if req.Tools:
             body["tools"] = json.loads(req.Tools)
-        meta = req.Metadata
-        kwargs = json.loads(meta["chat_template_kwargs"]) if meta.get("chat_template_kwargs") else {}
-        if "enable_thinking" in meta:
-            kwargs["enable_thinking"] = truthy(meta["enable_thinking"])
+        kwargs = template_kwargs(req.Metadata)
         if kwargs:
             body["chat_template_kwargs"] = kwargs
         return True, body
