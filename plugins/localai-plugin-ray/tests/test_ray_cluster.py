@@ -3,7 +3,11 @@ it, the official ``openai`` SDK as the client, the echo backend as the model."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -35,6 +39,13 @@ def test_placement_by_resource(ray_cluster, shared_dir, kernels):
     assert gpu["gpu_ids"] == ["0"]
     assert ray_cluster.name_of(cpu["node_id"]) == "cpu"
     assert cpu["gpu_ids"] == []
+    # the backend process itself is pinned to the GPU Ray gave its actor
+    assert "CUDA_VISIBLE_DEVICES=0" in environ(gpu["pid"])
+    assert "CUDA_VISIBLE_DEVICES=0" not in environ(cpu["pid"])
+
+
+def environ(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
 
 
 def test_one_backend_shared_by_two_kernels(shared_dir, kernels):
@@ -81,6 +92,12 @@ def test_replicas_spread_requests(ray_cluster, shared_dir, kernels):
     assert len(served) == 12
     assert {pid: served.count(pid) for pid in pids} == {pid: 6 for pid in pids}
     assert loaded(second, "replicated-echo")["addresses"] == loaded(first, "replicated-echo")["addresses"]
+
+    # both kernels stop gracefully (SIGTERM): the last one to let go stops every replica
+    assert first.stop() == 0
+    assert all(pid_alive(int(pid)) for pid in pids)
+    assert second.stop() == 0
+    wait_until(lambda: not any(pid_alive(int(pid)) for pid in pids), 15)
 
 
 def test_kernel_replica_dying_loses_nothing(shared_dir, kernels):
@@ -171,3 +188,74 @@ def test_ray_is_not_imported_without_an_address(shared_dir, kernels):
 def ray_loaded(pid: int) -> bool:
     """True when Ray's core library is mapped into process ``pid``."""
     return "_raylet" in Path(f"/proc/{pid}/maps").read_text()
+
+
+MISSING_FILE_DRIVER = """
+import asyncio, sys
+from localai.errors import LoadError
+from localai_plugin_ray.cluster import RayBackend
+from localai_plugin_ray.options import RayOptions
+
+backend = RayBackend(address=sys.argv[1], model="far-model", name="far-model:test", argv=["/bin/true"], env={},
+                     cwd=None, files=["/bin/true", "/nowhere/far-model.gguf"], options=RayOptions(),
+                     load_timeout=10)
+try:
+    asyncio.run(backend.start())
+except LoadError as exc:
+    print("LoadError:", exc)
+"""
+
+
+def test_files_missing_on_the_node_fail_clearly(ray_cluster):
+    """The actor checks the shared paths on its node before starting the backend."""
+    result = subprocess.run([sys.executable, "-c", MISSING_FILE_DRIVER, ray_cluster.address],
+                            capture_output=True, text=True, timeout=120)
+    out = result.stdout
+    assert "LoadError: cannot start the backend of model 'far-model' on Ray" in out, result.stdout + result.stderr
+    assert "/nowhere/far-model.gguf not found on Ray node 127.0.0.1" in out
+    assert "/bin/true" not in out.split("on Ray:")[1].split("not found")[0]
+    assert "must be on a path every node shares" in out
+
+
+def test_ray_cli_lists_and_stops_backends(ray_cluster, shared_dir, kernels):
+    write_model(shared_dir / "models", "listed-echo")
+    (kernel,) = kernels(1)
+    assert ask(kernel, "listed-echo") == "echo: hello there"
+    pid = loaded(kernel, "listed-echo")["placement"][0]["pid"]
+    env = {**os.environ, "LOCALAI_RAY_ADDRESS": ray_cluster.address}
+    listing = subprocess.run([sys.executable, "-m", "localai", "ray", "list", "--json"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    rows = {row["name"].split(":")[0]: row for row in json.loads(listing.stdout)}
+    assert rows["listed-echo"]["pid"] == pid and rows["listed-echo"]["kernels"] == 1
+    assert rows["listed-echo"]["state"] == "loaded"
+
+    stopped = subprocess.run([sys.executable, "-m", "localai", "ray", "stop", "listed-echo"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0 and "stopped listed-echo:" in stopped.stdout, stopped.stderr
+    wait_until(lambda: not pid_alive(pid), 15)
+    wait_until(lambda: loaded(kernel, "listed-echo") is None, 15)
+    assert ask(kernel, "listed-echo", "again") == "echo: again"  # restarted on demand
+
+
+def test_backend_crash_is_restarted_for_every_kernel(ray_cluster, shared_dir, kernels):
+    """The backend process dies (its actor does not): both kernels drop it, the actor closes and gives
+    its resources back, and the next request places a fresh process that both kernels share."""
+    load_log = shared_dir / "crash.loads"
+    write_model(shared_dir / "models", "crash-echo", options=[f"load_log:{load_log}"],
+                ray={"resources": {"zone_cpu": 1}})
+    first, second = kernels(2)
+    assert ask(first, "crash-echo") == "echo: hello there"
+    assert ask(second, "crash-echo") == "echo: hello there"
+    pid = loaded(first, "crash-echo")["placement"][0]["pid"]
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask(first, "crash-echo", "CRASH_NOW")
+    assert caught.value.body["code"] == "backend_crashed"
+    for kernel in (first, second):
+        wait_until(lambda k=kernel: loaded(k, "crash-echo") is None, 15)
+    # the actor closed: its zone_cpu resource is free again for the new one
+    assert ask(second, "crash-echo", "back") == "echo: back"
+    assert ask(first, "crash-echo", "back too") == "echo: back too"
+    new = loaded(first, "crash-echo")["placement"][0]
+    assert new["pid"] != pid and loaded(second, "crash-echo")["placement"][0]["pid"] == new["pid"]
+    assert new["generation"] == 1  # a new actor, not the old one restarting its process
+    assert len(load_log.read_text().splitlines()) == 2

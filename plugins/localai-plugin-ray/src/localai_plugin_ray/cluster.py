@@ -201,6 +201,11 @@ class RayBackend:
         return self._exit is None and bool(self._watches) and not any(w.done() for w in self._watches)
 
     async def wait(self) -> int | None:
+        """Return when a replica's process exits or its actor dies (the model then counts as crashed).
+
+        This kernel's references are dropped then, so an actor whose kernels all saw the crash
+        closes and gives its resources back; the next request places the model again.
+        """
         if not self._watches:
             return None
         done, _ = await asyncio.wait(self._watches, return_when=asyncio.FIRST_COMPLETED)
@@ -210,6 +215,8 @@ class RayBackend:
                 break
         else:
             self._exit = self._exit or "stopped"
+            return None
+        await asyncio.shield(self.stop(grace=5.0))
         return None
 
     def describe_exit(self) -> str:
