@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ import openai
 import psutil
 import pytest
 from ray_test_helpers import loaded, pid_alive, wait_until, write_model
+
+from localai.testing.server import LocalAIServer
 
 
 def client(server, retries: int = 0) -> openai.OpenAI:
@@ -259,3 +262,14 @@ def test_backend_crash_is_restarted_for_every_kernel(ray_cluster, shared_dir, ke
     assert new["pid"] != pid and loaded(second, "crash-echo")["placement"][0]["pid"] == new["pid"]
     assert new["generation"] == 1  # a new actor, not the old one restarting its process
     assert len(load_log.read_text().splitlines()) == 2
+
+
+def test_unreachable_cluster_fails_at_start(shared_dir):
+    """A wrong Ray address stops ``local-ai run`` at once with a clear message (no endless retries)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = LocalAIServer(shared_dir / "models", args=["--ray-address", f"127.0.0.1:{port}"])
+    with pytest.raises(RuntimeError, match="local-ai exited") as caught:
+        server.start(timeout=30)
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in str(caught.value)

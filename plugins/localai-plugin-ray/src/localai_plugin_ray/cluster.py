@@ -38,9 +38,22 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a wrong address (``ray.init`` would keep retrying it for minutes)."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address} ({exc}); is `ray start --head` "
+                              "running there, and is this its GCS port?") from None
+
+
 def connect(address: str) -> None:
     """Join the cluster at ``address`` as a driver (once per process; blocking)."""
     with _connect_lock:
+        _check_reachable(address)
         if _is_loopback(address):
             # a cluster on this machine bound to 127.0.0.1: Ray would rewrite a loopback address
             # to the machine's routable IP, where nothing listens
