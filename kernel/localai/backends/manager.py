@@ -230,7 +230,8 @@ class ModelManager:
             await handle.start()
         except OSError as exc:
             raise LoadError(f"cannot start backend {spec.name!r} for model {config.name!r}: {exc}") from None
-        clients = {address: BackendClient(address) for address in getattr(handle, "addresses", None) or [handle.address]}
+        addresses = getattr(handle, "addresses", None) or [handle.address]
+        clients = {address: BackendClient(address) for address in addresses}
         options = model_options(config, self.settings, model_file)
 
         async def load_one(address: str) -> None:

@@ -77,6 +77,11 @@ def _remote_actor_class():
     return ray.remote(max_restarts=0, max_task_retries=0)(BackendActor)
 
 
+async def _result(ref: Any, timeout: float) -> Any:
+    """Await an actor call's ObjectRef for at most ``timeout`` seconds."""
+    return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
+
+
 def _error_text(exc: BaseException) -> str:
     """The message of the error an actor raised, without Ray's traceback wrapping."""
     cause = getattr(exc, "cause", None)
@@ -154,7 +159,7 @@ class RayBackend:
             actor = await asyncio.to_thread(get_or_create)
             left = deadline - time.monotonic()
             try:
-                info = await asyncio.wait_for(asyncio.wrap_future(actor.attach.remote(KERNEL_ID).future()), max(left, 0.1))
+                info = await _result(actor.attach.remote(KERNEL_ID), max(left, 0.1))
             except asyncio.TimeoutError:
                 await asyncio.to_thread(ray.kill, actor, no_restart=True)
                 raise LoadError(
@@ -163,7 +168,9 @@ class RayBackend:
                 ) from None
             except RayTaskError as exc:  # raised in the actor: e.g. files missing on its node
                 await asyncio.to_thread(ray.kill, actor, no_restart=True)
-                raise LoadError(f"cannot start the backend of model {self.model!r} on Ray: {_error_text(exc)}") from None
+                raise LoadError(
+                    f"cannot start the backend of model {self.model!r} on Ray: {_error_text(exc)}"
+                ) from None
             except RayActorError:
                 info = None  # an actor of that name is dying (its node was lost): its name frees soon
             if info is not None:
@@ -250,8 +257,7 @@ class RayBackend:
                 pass
         for actor in self._actors:
             try:
-                last = await asyncio.wait_for(asyncio.wrap_future(actor.release.remote(KERNEL_ID, grace).future()),
-                                              grace + 10.0)
+                last = await _result(actor.release.remote(KERNEL_ID, grace), grace + 10.0)
             except Exception as exc:  # gone already, or unreachable: nothing of ours to keep
                 log.debug("release of %s failed: %s", self.model, exc)
                 last = True
