@@ -33,6 +33,17 @@ def test_load_corrupt_dir_is_a_clear_failure(backend, tmp_path):
     assert backend.Health(pb.HealthMessage()).message == b"OK"
 
 
+def test_cuda_means_when_present(backend, model_dir, fox_wav, has_words):
+    """The kernel asks for CUDA by default: without a GPU the model still loads, on the CPU."""
+    import ctranslate2
+
+    res = backend.LoadModel(pb.ModelOptions(Model="m", ModelFile=model_dir, Threads=1, CUDA=True))
+    assert res.success, res.message
+    if ctranslate2.get_cuda_device_count() == 0:
+        assert has_words(backend.AudioTranscription(pb.TranscriptRequest(dst=fox_wav)).text)
+    assert backend.Free(pb.HealthMessage()).success
+
+
 def test_free_unloads(backend, model_dir, fox_wav):
     assert backend.LoadModel(pb.ModelOptions(Model="m", ModelFile=model_dir, Threads=1)).success
     st = backend.Status(pb.HealthMessage())

@@ -47,7 +47,7 @@ def _load_voice(path: str, config: str, use_cuda: bool, threads: int) -> tuple[A
 
     note = ""
     if use_cuda and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        use_cuda, note = False, " (CUDA requested but not available to onnxruntime: using CPU)"
+        use_cuda, note = False, " (no CUDA in onnxruntime here: on the CPU)"
     if not threads:
         return PiperVoice.load(path, config_path=config, use_cuda=use_cuda), note
     # PiperVoice.load has no thread setting: build the same voice with our session options.

@@ -5,7 +5,7 @@ requests are served one at a time (FIFO) while Health and Status stay responsive
 
 ``ModelOptions``: ``ModelFile`` (else ``Model``, joined to ``ModelPath`` when relative) is
 a CTranslate2 Whisper model directory or a faster-whisper size name; ``CUDA`` selects the
-GPU; ``Threads`` sets the CPU threads (fixed for the life of the model). ``Options``
+GPU when CTranslate2 sees one (else the CPU); ``Threads`` sets the CPU threads (fixed for the life of the model). ``Options``
 entries (``"key:value"``):
 
 - ``device:cpu|cuda|auto``: overrides ``CUDA``
@@ -45,6 +45,16 @@ def model_path(req: Any) -> str:
     return path
 
 
+
+def _cuda_devices() -> int:
+    """CUDA devices CTranslate2 can use (0 without a GPU or a CUDA build): ``CUDA`` means "when present"."""
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count()
+    except Exception:  # noqa: BLE001 - no CUDA runtime at all
+        return 0
+
 class Engine:
     """The faster-whisper state. Every method runs on the worker thread only."""
 
@@ -61,7 +71,7 @@ class Engine:
         if (os.sep in path or path.startswith(".")) and not os.path.isdir(path):
             return backend_pb2.Result(success=False, message=f"model directory not found: {path}")
         opts = parse_options(req.Options)
-        device = opts.get("device") or ("cuda" if req.CUDA else "cpu")
+        device = opts.get("device") or ("cuda" if req.CUDA and _cuda_devices() else "cpu")
         compute = opts.get("compute_type") or ("int8" if device == "cpu" else "float16")
         self.free()
         try:
