@@ -13,15 +13,13 @@ Ray runs this class on cluster nodes: it imports only the stdlib, ``ray`` and ``
 from __future__ import annotations
 
 import asyncio
-import collections
+import logging
 import os
-import signal
 
 import ray
 
-from localai.backends.process import _die_with_parent, free_port
-
-TAIL_LINES = 50
+from localai.backends.process import LocalProcess, free_port
+from localai.backends.spec import BackendSpec
 
 
 class BackendActor:
@@ -33,16 +31,15 @@ class BackendActor:
         self.env = dict(env)
         self.cwd = cwd
         self.files = list(files)
-        self.proc: asyncio.subprocess.Process | None = None
+        self.process: LocalProcess | None = None
         self.address = ""
         self.generation = 0
         self.kernels: set[str] = set()
         self.state = "idle"  # idle | loading | loaded (LoadModel of the current process)
         self.load_done = asyncio.Event()
         self.closed = False
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self.pump: asyncio.Task | None = None
         self.lock = asyncio.Lock()
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # backend output → worker log
 
     # -- where -------------------------------------------------------------------------
 
@@ -59,7 +56,7 @@ class BackendActor:
         return {
             **self.node(),
             "address": self.address,
-            "pid": self.proc.pid if self.proc else None,
+            "pid": self.process.pid if self.process else None,
             "generation": self.generation,
             "kernels": len(self.kernels),
             "state": self.state,
@@ -67,7 +64,7 @@ class BackendActor:
         }
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return self.process is not None and self.process.alive()
 
     # -- process -----------------------------------------------------------------------
 
@@ -86,63 +83,19 @@ class BackendActor:
         ip = ray.util.get_node_ip_address()
         host = f"[{ip}]" if ":" in ip else ip
         self.address = f"{host}:{free_port(ip)}"
-        argv = [part.replace("{addr}", self.address) for part in self.argv]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self.tail.clear()
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=self.cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        spec = BackendSpec(name=self.model, argv=tuple(self.argv), env=self.env, cwd=self.cwd)
+        self.process = LocalProcess(spec, self.address, self.model)
+        await self.process.start()
         self.generation += 1
         self.state = "idle"
         self.load_done = asyncio.Event()
-        self.pump = asyncio.create_task(self._pump(self.proc.stdout))
-        print(f"[{self.model}] started backend pid {self.proc.pid} at {self.address}: {' '.join(argv)}", flush=True)
-
-    async def _pump(self, stream: asyncio.StreamReader | None) -> None:
-        while stream is not None:
-            try:
-                line = await stream.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                continue
-            if not line:
-                return
-            text = line.decode("utf-8", "replace").rstrip()
-            if text:
-                self.tail.append(text)
-                print(f"[{self.model}] {text}", flush=True)
 
     def describe_exit(self) -> str:
-        code = self.proc.returncode if self.proc else None
-        text = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-(code or 0)}"
-        if self.tail:
-            text += f"; last output: {self.tail[-1]}"
-        return text
+        return self.process.describe_exit() if self.process else "not started"
 
     async def _stop(self, grace: float) -> None:
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                await asyncio.wait_for(proc.wait(), wait)
-                break
-            except asyncio.TimeoutError:
-                continue
-        try:  # stragglers in the backend's group (a run.sh child)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self.process is not None and self.process.alive():
+            await self.process.stop(grace)
 
     # -- kernels -----------------------------------------------------------------------
 
@@ -192,10 +145,8 @@ class BackendActor:
 
     async def wait_exit(self, generation: int) -> str:
         """Return when process ``generation`` exits: how it ended."""
-        proc = self.proc
-        if proc is None or generation != self.generation:
+        process = self.process
+        if process is None or generation != self.generation:
             return "replaced by a newer backend process"
-        await proc.wait()
-        if self.pump is not None:
-            await asyncio.gather(self.pump, return_exceptions=True)
-        return self.describe_exit()
+        await process.wait()
+        return process.describe_exit()

@@ -219,36 +219,20 @@ class Engine:
         server = self.require()
         final: list[Any] = []
 
-        def on_chat(chunk: dict[str, Any]) -> bool:
+        def on_chunk(chunk: dict[str, Any]) -> bool:
             choices = chunk.get("choices")
             if choices:
-                piece = choices[0]["delta"].get("content")
+                piece = choices[0]["delta"].get("content") if chat else choices[0].get("text")
                 if piece:
                     out(piece.encode())
-            elif "usage" in chunk:
+            if chunk.get("usage"):
                 final.append(_reply(chunk["usage"], chunk.get("timings")))
             elif "error" in chunk:
                 final.append(EngineError(chunk["error"]))
             return cancelled.is_set()
 
-        def on_text(chunk: dict[str, Any]) -> bool:
-            choices = chunk.get("choices")
-            if choices:
-                piece = choices[0].get("text")
-                if piece:
-                    out(piece.encode())
-                if "usage" in chunk:
-                    final.append(_reply(chunk["usage"], chunk.get("timings")))
-            elif "usage" in chunk:
-                final.append(_reply(chunk["usage"], chunk.get("timings")))
-            elif "error" in chunk:
-                final.append(EngineError(chunk["error"]))
-            return cancelled.is_set()
-
-        if chat:
-            result = server.handle_chat_completions(body, on_chat)
-        else:
-            result = server.handle_completions(body, on_text)
+        handle = server.handle_chat_completions if chat else server.handle_completions
+        result = handle(body, on_chunk)
         if result is not None:
             _checked(result)
         if final and isinstance(final[-1], EngineError):
@@ -317,17 +301,14 @@ class Engine:
 
 
 def _abort(exc: Exception, context: Any) -> None:
-    if isinstance(exc, EngineError) and 400 <= int(exc.code) < 500:
-        exc = BadRequest(str(exc))
-    elif isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, EngineError):
+    """Abort the call: llama.cpp's 4xx errors and malformed input are INVALID_ARGUMENT."""
+    if isinstance(exc, EngineError) and 400 <= int(exc.code) < 500 or isinstance(exc, (ValueError, TypeError)):
         exc = BadRequest(str(exc))
     abort_for(exc, context, "llama-cpp")
 
 
 class XLlamaServicer(backend_pb2_grpc.BackendServicer):
     """The Backend service: requests go straight to the engine, which batches them."""
-
-    DONE = object()
 
     def __init__(self) -> None:
         self.engine = Engine()
