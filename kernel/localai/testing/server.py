@@ -33,7 +33,12 @@ class LocalAIServer:
         self.models_path = Path(models_path)
         self.argv = [python, "-m", "localai", "run", "--address", f"127.0.0.1:{self.port}",
                      "--models-path", str(self.models_path), *args]
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # backends dirs of its own unless the test names them: nothing installed on this machine
+        # (/var/lib/local-ai/backends, ./backends) or set in the caller's environment leaks in
+        scratch = Path(tempfile.mkdtemp(prefix="localai-server-"))
+        hermetic = {"LOCALAI_BACKENDS_PATH": str(scratch / "backends"),
+                    "LOCALAI_BACKENDS_SYSTEM_PATH": str(scratch / "system-backends")}
+        self.env = {**os.environ, **hermetic, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="localai-", suffix=".log", delete=False)

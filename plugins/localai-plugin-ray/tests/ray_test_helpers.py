@@ -37,7 +37,15 @@ class LocalCluster:
     """The Ray cluster and its named nodes."""
 
     def __init__(self):
-        self.temp_dir = tempfile.mkdtemp(prefix="lai-ray-")
+        # Every path Ray uses lies under one directory of this cluster's own: the nodes' temp_dir,
+        # and (through RAY_TMPDIR, inherited by the kernels this test starts) Ray's default temp
+        # dir, where ``Cluster`` writes the address file. Nothing depends on a leftover /tmp/ray.
+        # The name stays short: Ray's Unix socket paths live under it (107-byte limit).
+        self.root = tempfile.mkdtemp(prefix="r")
+        self.temp_dir = os.path.join(self.root, "ray")
+        os.makedirs(self.temp_dir)
+        self._saved_tmpdir = os.environ.get("RAY_TMPDIR")
+        os.environ["RAY_TMPDIR"] = self.root
         self.cluster = Cluster(initialize_head=True, connect=False, head_node_args={
             **NODE_ARGS, "num_cpus": 1, "resources": {"head": 1}, "temp_dir": self.temp_dir,
             "_system_config": SYSTEM_CONFIG,
@@ -68,7 +76,11 @@ class LocalCluster:
 
     def shutdown(self) -> None:
         self.cluster.shutdown()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self._saved_tmpdir is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = self._saved_tmpdir
 
 
 def write_model(models: Path, name: str, *, ray=None, options=(), **extra) -> None:
