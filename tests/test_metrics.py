@@ -18,7 +18,8 @@ def test_counters_move(localai_server, echo_backend, tmp_path):
     models = tmp_path / "models"
     write_model(models, "echo")
     write_model(models, "broken", model="fail-load")
-    server = localai_server(models, env=echo_env(echo_backend, LOCALAI_BACKENDS_PATH=str(tmp_path / "backends")))
+    server = localai_server(models, env=echo_env(echo_backend, LOCALAI_BACKENDS_PATH=str(tmp_path / "backends"),
+                                                 LOCALAI_ALLOW_BACKEND_URIS="true"))
     client = openai.OpenAI(base_url=server.url("/v1"), api_key="x", max_retries=0)
     reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "one two three"}])
     stream = client.chat.completions.create(model="echo", stream=True,

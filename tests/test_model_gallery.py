@@ -177,7 +177,7 @@ def test_run_installs_missing_models_first(localai_server, env, tmp_path):
 
 
 def test_config_url_must_be_a_regular_file(localai_server, env, tmp_path):
-    server = localai_server(tmp_path / "models", env=env)
+    server = localai_server(tmp_path / "models", env={**env, "LOCALAI_ALLOW_LOCAL_URLS": f"/dev {tmp_path}"})
     for url in ("/dev/zero", "file:///dev/zero", str(tmp_path)):
         response = httpx.post(server.url("/models/apply"), json={"url": url}, timeout=10)
         assert response.status_code == 400 and "regular file" in response.json()["error"]["message"], url

@@ -13,7 +13,7 @@ import orjson
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from . import auth, limits, metrics
+from . import auth, limits, metrics, security
 from .api import audio, backends, images, model_gallery as model_gallery_api, openai, rerank, system
 from .api import ui as ui_api
 from .api import openapi as openapi_api
@@ -69,6 +69,7 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
         directory.mkdir(parents=True, exist_ok=True)
     app.extensions["localai"] = state = AppState(settings, host, registry, manager, gallery, model_gallery, generated, uploads)
     metrics.install(app)  # first: request ids and timing for every request, refused ones too
+    security.install(app, settings)  # Host and Origin before keys: a foreign page gets 403, not 401
     auth.install(app, settings)
     limits.install(app, settings)
     app.register_blueprint(openai.bp)

@@ -89,8 +89,15 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: Settings) -> None:
-    """Refuse to serve a non-loopback address without API keys unless explicitly allowed."""
+    """Refuse to serve a non-loopback address without API keys unless explicitly allowed, and
+    CORS for every origin on a non-loopback address without keys in any case."""
     host, port = settings.host_port
+    if "*" in settings.cors_allow_origins and not settings.api_keys and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to allow CORS from every origin ('*') on {host}:{port} without an API key: any web page "
+            "could use the server. Set LOCALAI_API_KEY (or --api-keys), list the origins in --cors-allow-origins, "
+            "or bind to 127.0.0.1."
+        )
     if settings.api_keys or settings.allow_insecure_bind or is_loopback(host):
         return
     raise ConfigError(

@@ -40,6 +40,13 @@ def settings_from(**options) -> Settings:
     api_keys = options.pop("api_keys", None)
     if api_keys is not None:
         options["api_keys"] = split_keys(api_keys)
+    for name in ("cors_allow_origins", "allowed_hosts"):
+        if options.get(name) is not None:
+            options[name] = split_list(options[name])
+    if options.get("allow_local_urls"):
+        options["allow_local_urls"] = [Path(p) for p in options["allow_local_urls"]]
+    else:
+        options.pop("allow_local_urls", None)
     overrides = {key: value for key, value in options.items() if value is not None}
     if external is not None:
         overrides["external_grpc_backends"] = split_list(external)
@@ -70,6 +77,16 @@ def settings_from(**options) -> Settings:
               help="Comma-separated API keys; when set, every route but health checks and the UI needs one.")
 @click.option("--allow-insecure-bind", envvar="LOCALAI_ALLOW_INSECURE_BIND", is_flag=True, default=None,
               help="Allow a non-loopback --address without API keys.")
+@click.option("--cors-allow-origins", help="Comma-separated origins (https://app.example) whose web pages may call "
+              "the API, or '*' [none; env LOCALAI_CORS_ALLOW_ORIGINS, CORS_ALLOW_ORIGINS, CORS].")
+@click.option("--allowed-hosts", help="Comma-separated Host names served besides loopback ones (.example.com "
+              "for a domain and its subdomains) [env LOCALAI_ALLOWED_HOSTS].")
+@click.option("--allow-local-urls", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="A directory whose files API requests may name as file:// URLs or paths (repeatable) "
+              "[none; env LOCALAI_ALLOW_LOCAL_URLS].")
+@click.option("--allow-backend-uris", is_flag=True, default=None,
+              help="Let /backends/apply install from any URI, not only from the backend galleries "
+              "[env LOCALAI_ALLOW_BACKEND_URIS].")
 @click.argument("models_to_run", metavar="[MODEL|URI]...", nargs=-1)
 def run(models_to_run, **options):
     """Start the API server (installing the named models first when missing)."""

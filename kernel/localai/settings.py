@@ -38,6 +38,17 @@ def split_keys(value: str | None) -> list[str]:
     return [key.strip() for key in (value or "").split(",") if key.strip()]
 
 
+def cors_origins_from_env() -> list[str]:
+    """``LOCALAI_CORS_ALLOW_ORIGINS`` or LocalAI's ``CORS_ALLOW_ORIGINS``; LocalAI's ``CORS=true`` alone means "*"."""
+    listed = env_list("LOCALAI_CORS_ALLOW_ORIGINS") or env_list("CORS_ALLOW_ORIGINS")
+    if listed:
+        return listed
+    cors = (os.environ.get("CORS") or "").strip()
+    if cors.lower() in ("1", "true", "yes", "on"):
+        return ["*"]
+    return [] if cors.lower() in ("", "0", "false", "no", "off") else split_list(cors)
+
+
 def optional_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
@@ -94,6 +105,10 @@ class Settings:
     upload_limit_mb: float = 15.0  # request bodies (JSON); 0 = no limit
     audio_upload_limit_mb: float = 100.0  # audio uploads (transcriptions, translations)
     shutdown_timeout: float = 30.0  # SIGTERM: how long in-flight requests may finish
+    cors_allow_origins: list[str] = field(default_factory=list)  # cross-origin browsers allowed ("*" = any)
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback ones
+    allow_local_urls: list[Path] = field(default_factory=list)  # dirs API requests may name as file:// or paths
+    allow_backend_uris: bool = False  # /backends/apply may install from a URI, not only from the galleries
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -141,6 +156,10 @@ class Settings:
             upload_limit_mb=env_number("LOCALAI_UPLOAD_LIMIT", 15),
             audio_upload_limit_mb=env_number("LOCALAI_AUDIO_UPLOAD_LIMIT", 100),
             shutdown_timeout=parse_duration(os.environ.get("LOCALAI_SHUTDOWN_TIMEOUT"), 30.0),
+            cors_allow_origins=cors_origins_from_env(),
+            allowed_hosts=env_list("LOCALAI_ALLOWED_HOSTS"),
+            allow_local_urls=[Path(p) for p in env_list("LOCALAI_ALLOW_LOCAL_URLS")],
+            allow_backend_uris=env_bool("LOCALAI_ALLOW_BACKEND_URIS"),
         )
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)

@@ -95,6 +95,7 @@ def world(oci_registry, tmp_path_factory):
         "LOCALAI_GALLERIES": json.dumps([{"name": "local", "url": str(tmp / "models.yaml")}]),
         "LOCALAI_BACKENDS_PATH": str(tmp / "backends"),
         "LOCALAI_BACKENDS_SYSTEM_PATH": str(tmp / "system-backends"),
+        "LOCALAI_ALLOW_BACKEND_URIS": "true",  # the manual install by URI
         "LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{script}",
         "LOCALAI_LOAD_PLUGINS": "none",  # only the built-ins: the page lists exactly our models
         "BACKEND_PYTHON": sys.executable,

@@ -6,7 +6,7 @@ import asyncio
 
 from quart import Blueprint, Response, request
 
-from ..errors import NotFound
+from ..errors import BadRequest, NotFound
 from ..gallery.service import looks_like_uri
 from ..gallery.store import default_name, valid_name
 from .common import galleries_json, job_events, job_or_404, json_body, json_response, state
@@ -46,6 +46,12 @@ async def apply():
     target = req.target()
     service = gallery()
     if looks_like_uri(target):
+        if not state().settings.allow_backend_uris:
+            # a backend is a program: only the operator's galleries (or the CLI) may bring one
+            raise BadRequest(f"installing a backend from a URI ({target!r}) through the API is turned off: install "
+                             "one from the backend galleries by name, use `local-ai backends install`, or start the "
+                             "server with --allow-backend-uris (LOCALAI_ALLOW_BACKEND_URIS=true)",
+                             code="backend_uri_not_allowed", param="uri" if req.uri else "id")
         valid_name(req.name or default_name(target))
     else:
         await asyncio.to_thread(service.galleries.find, target, True)

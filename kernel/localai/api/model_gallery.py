@@ -43,11 +43,15 @@ async def galleries():
 async def apply():
     req = parse(ModelApplyRequest, await json_body())
     gallery = state().models
+    roots = list(state().settings.allow_local_urls)
+    gallery.check_request(req.id, req.url, req.overrides, roots)
     entry = await asyncio.to_thread(gallery.resolve, req.id, req.url)
+    if not entry.gallery:  # a config the request brought: refuse it now; gallery entries fail their job
+        gallery.check_entry(entry, req.overrides, roots)
 
     def work(job, progress) -> str:
         name = gallery.install(req.id, url=req.url, name=req.name, overrides=req.overrides, progress=progress,
-                               cancel=job.cancel_event)
+                               cancel=job.cancel_event, local_roots=roots)
         return f"model {name} installed"
 
     job = state().gallery.jobs.submit("model-install", req.name or entry.name, work)

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .. import trust
 from ..errors import APIError, BadRequest, NotFound
 from ..models.config import ModelConfig
 from ..models.registry import describe_validation_error
@@ -196,11 +197,37 @@ class ModelGallery:
             config["template"] = {"use_tokenizer_template": True}
         return ModelEntry(name=stem.lower(), config_file=config, files=[ModelFile(filename=base, uri=uri)])
 
+    def check_request(self, id_or_uri: str | None, url: str | None, overrides: dict | None,
+                      local_roots: list[Path]) -> None:
+        """What an API request itself names: local files only under the allowed roots, and no
+        operator-only field in its overrides (see :mod:`localai.trust`)."""
+        if url:
+            trust.check_local_uri(url, local_roots, "url")
+        if id_or_uri and looks_like_model_uri(id_or_uri):
+            trust.check_local_uri(id_or_uri, local_roots, "id")
+        trust.check_config(overrides or {}, "overrides")
+
+    def check_entry(self, entry: ModelEntry, overrides: dict | None, local_roots: list[Path] | None) -> None:
+        """A resolved entry's own config and files; local files are checked for entries that came
+        from the request (not from an operator's gallery) when ``local_roots`` is given."""
+        config = deep_merge(as_mapping(entry.config_file, entry.name), entry.overrides)
+        trust.check_config(deep_merge(config, overrides or {}), entry.name)
+        if local_roots is not None and not entry.gallery:
+            for index, spec in enumerate(entry.files):
+                trust.check_local_uri(spec.uri, local_roots, f"files[{index}].uri")
+            if entry.url:
+                trust.check_local_uri(entry.url, local_roots, "url")
+
     def install(self, id_or_uri: str | None, *, url: str | None = None, name: str | None = None,
                 overrides: dict | None = None, progress: Progress | None = None,
-                cancel: threading.Event | None = None) -> str:
-        """Install a model; returns its name. Nothing is written until every file is in place."""
+                cancel: threading.Event | None = None, local_roots: list[Path] | None = None) -> str:
+        """Install a model; returns its name. Nothing is written until every file is in place.
+
+        Every config is checked against :mod:`localai.trust` (galleries and the API may not set
+        operator-only fields); ``local_roots`` (API requests) limits which local files it may read.
+        """
         entry = self.resolve(id_or_uri, url)
+        self.check_entry(entry, overrides, local_roots)
         base: dict[str, Any] = {}
         files = list(entry.files)
         templates = list(entry.prompt_templates)
@@ -210,7 +237,11 @@ class ModelGallery:
             except (download.DownloadError, yaml.YAMLError) as exc:
                 raise APIError(f"cannot fetch the base config of {entry.name} from {entry.url}: {exc}",
                                status=502, code="gallery_unreachable") from None
-            files = [ModelFile.model_validate(f) for f in base.get("files") or []] + files
+            base_files = [ModelFile.model_validate(f) for f in base.get("files") or []]
+            if local_roots is not None and not entry.gallery:
+                for index, spec in enumerate(base_files):
+                    trust.check_local_uri(spec.uri, local_roots, f"files[{index}].uri")
+            files = base_files + files
             templates = list(base.get("prompt_templates") or []) + templates
         config = as_mapping(base.get("config_file") if base else None, entry.name)
         config = deep_merge(config, as_mapping(entry.config_file, entry.name))
@@ -218,13 +249,11 @@ class ModelGallery:
         config = deep_merge(config, overrides or {})
         model_name = file_safe(name or entry.name)
         config["name"] = model_name
+        trust.check_config(config, entry.name)
         try:
             validated = ModelConfig.model_validate(config)
         except ValidationError as exc:
             raise BadRequest(f"the config of {entry.name} is invalid: {describe_validation_error(exc)}") from None
-        if os.path.isabs(validated.parameters.model) and entry.gallery == "":
-            raise BadRequest(f"{entry.name}: parameters.model must be relative to the models dir, "
-                             f"not the absolute path {validated.parameters.model}")
         root = self.models_path
         root.mkdir(parents=True, exist_ok=True)
         try:

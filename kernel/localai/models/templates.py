@@ -7,6 +7,7 @@ templates see ``messages`` (role/content dicts), ``system_prompt`` and
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ def template_source(value: str, models_path: Path) -> str:
     """Inline template text, or the contents of ``<models>/<value>.tmpl`` when that exists."""
     if "\n" not in value and "{" not in value:
         path = models_path / f"{value}.tmpl"
-        if path.is_file():
+        root = os.path.realpath(models_path)
+        # only files inside the models dir: a name that climbs out (``../x``) is inline text
+        if os.path.realpath(path).startswith(root.rstrip(os.sep) + os.sep) and path.is_file():
             return path.read_text(encoding="utf-8")
     return value
 

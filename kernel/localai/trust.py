@@ -1,0 +1,102 @@
+"""Who may set what: configs from outside (the HTTP API, any gallery) may not name programs,
+local paths or upstream servers; only the operator may (YAML in the models dir, plugin-shipped
+configs, CLI flags and the environment). SECURITY.md holds the field-by-field table.
+
+:func:`check_config` refuses a model config from outside that sets an operator-only field, naming
+the field. :func:`check_local_uri` refuses a ``file://`` URL or bare path in an API request unless
+it lies under a directory the operator allowed (``--allow-local-urls``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import unquote, urlsplit
+
+from .errors import BadRequest
+
+# ``proxy:`` keys that start a program, reach a server, or read a secret and send it out
+OPERATOR_ONLY_PROXY = ("command", "ready_url", "upstream_url", "api_key_env", "api_key_file")
+# free text, never used as a path: left out of the path scan
+TEXT_FIELDS = frozenset({"name", "description", "system_prompt", "template", "stopwords", "license", "icon",
+                         "urls", "tags", "usage", "known_usecases"})
+OPERATOR_HINT = ("only the operator may set it (a YAML file in the models directory, a plugin's config or a CLI "
+                 "flag), not a config from the API or a gallery: see SECURITY.md")
+
+
+class NotAllowed(BadRequest):
+    def __init__(self, message: str, param: str):
+        super().__init__(message, code="field_not_allowed", param=param)
+
+
+def looks_like_path(value: str) -> bool:
+    """An absolute or home path, a ``file:`` URL, or anything that climbs with ``..``."""
+    text = value.strip()
+    if not text or any(c in text for c in "\n\r"):
+        return False
+    parts = text.replace("\\", "/").split("/")
+    if ".." in parts:
+        return True
+    return " " not in text and (text.startswith(("/", "~")) or text.lower().startswith("file:"))
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every string inside ``value`` with its dotted field name (``options[1]``, ``diffusers.config``)."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{where}[{index}]")
+
+
+def check_config(config: dict[str, Any], where: str) -> None:
+    """Refuse a config from outside that sets an operator-only field (400 naming the field)."""
+    proxy = config.get("proxy")
+    if isinstance(proxy, dict):
+        for key in OPERATOR_ONLY_PROXY:
+            if proxy.get(key) not in (None, "", []):
+                raise NotAllowed(f"{where}: proxy.{key} is not allowed here: {OPERATOR_HINT}", f"proxy.{key}")
+    backend = config.get("backend")
+    if isinstance(backend, str) and any(c in backend for c in "/\\:"):
+        raise NotAllowed(f"{where}: backend {backend!r} must be the name of an installed backend, not a path or "
+                         f"address: {OPERATOR_HINT}", "backend")
+    for field, value in _strings({k: v for k, v in config.items() if k not in TEXT_FIELDS}, ""):
+        if field == "parameters.model" and value.startswith("pkg://") and ".." not in value:
+            continue
+        if looks_like_path(value.split(":", 1)[1] if field.startswith("options[") and ":" in value else value):
+            raise NotAllowed(f"{where}: {field} names a path outside the models directory ({value!r}); "
+                             f"{OPERATOR_HINT}", field)
+
+
+def is_local_uri(uri: str) -> bool:
+    """``file://…`` or a bare filesystem path (not a registry reference, not a remote URL)."""
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme == "file":
+        return True
+    if "://" in uri or uri.startswith(("github:", "pypi:", "hf:", "huggingface:")):
+        return False
+    return uri.startswith(("/", "./", "../", "~")) or os.path.exists(uri)
+
+
+def local_path(uri: str) -> str:
+    if urlsplit(uri).scheme.lower() == "file":
+        return unquote(urlsplit(uri).path)
+    return os.path.expanduser(uri)
+
+
+def check_local_uri(uri: str, roots: Iterable[Path], param: str) -> None:
+    """Refuse a local file URL/path outside every allowed root (symlinks resolved)."""
+    if not is_local_uri(uri):
+        return
+    real = os.path.realpath(local_path(uri))
+    for root in roots:
+        base = os.path.realpath(root)
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return
+    raise BadRequest(f"{param} {uri!r} is a local file: API requests may only name local files under a directory "
+                     "the operator allowed with --allow-local-urls (LOCALAI_ALLOW_LOCAL_URLS)",
+                     code="local_url_not_allowed", param=param)
