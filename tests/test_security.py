@@ -102,7 +102,7 @@ def test_executable_fields_from_the_api_are_refused_by_name(localai_server, echo
     assert climb.status_code == 400 and climb.json()["error"]["code"] == "local_url_not_allowed"
     job = httpx.post(server.url("/models/apply"), json={"url": f"file://{cfg}", "name": "fine"}).json()
     assert wait_job(server, job["uuid"])["error"] is None
-    assert sorted(p.name for p in echo_models.glob("*.yaml")) == ["echo.yaml", "fine.yaml"]
+    assert sorted(p.name for p in echo_models.glob("[!.]*.yaml")) == ["echo.yaml", "fine.yaml"]
 
 
 def test_gallery_entries_cannot_set_a_command(localai_server, echo_env, echo_models, tmp_path):
@@ -128,7 +128,7 @@ def test_gallery_entries_cannot_set_a_command(localai_server, echo_env, echo_mod
         assert chat.status_code == 404
     assert wait_job(server, httpx.post(server.url("/models/apply"), json={"id": "op@harmless"}).json()["uuid"])[
         "error"] is None
-    assert sorted(p.name for p in echo_models.glob("*.yaml")) == ["echo.yaml", "harmless.yaml"]
+    assert sorted(p.name for p in echo_models.glob("[!.]*.yaml")) == ["echo.yaml", "harmless.yaml"]
     time.sleep(0.5)
     assert not pwned.exists()
 
