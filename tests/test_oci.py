@@ -23,7 +23,7 @@ import pytest
 from localai.gallery import oci
 from localai.gallery.oci import OCIError, Reference
 
-HOST_ARCH = oci._host_platform()[1]
+HOST_ARCH = oci.registry.host_platform()[1]
 
 
 def sha(data: bytes) -> str:
@@ -444,7 +444,7 @@ class FakeRegistry(http.server.ThreadingHTTPServer):
 
 
 def test_server_errors_are_retried_then_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(oci, "BACKOFF", 0.01)
+    monkeypatch.setattr(oci.registry, "BACKOFF", 0.01)
     srv = FakeRegistry(b"", status=503)
     try:
         with pytest.raises(OCIError, match="failed after 3 attempts: HTTP 503"):
@@ -455,7 +455,7 @@ def test_server_errors_are_retried_then_reported(tmp_path, monkeypatch):
 
 
 def test_broken_blob_stream_is_retried(tmp_path, monkeypatch):
-    monkeypatch.setattr(oci, "BACKOFF", 0.01)
+    monkeypatch.setattr(oci.registry, "BACKOFF", 0.01)
     blob = layer([f("run.sh", "#!/bin/sh\n", 0o755), f("data", os.urandom(300_000))])
     srv = FakeRegistry(blob, blob_failures=2)
     dest = tmp_path / "dest"

