@@ -23,6 +23,10 @@ def browser():
         pytest.fail("the UI tests need Playwright: pip install playwright (never `playwright install`)")
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
         pytest.fail(f"the UI tests need Chromium at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import expect
+
+    # assertions wait as long as actions do: a 2-core machine running backends can be slow to repaint
+    expect.set_options(timeout=20_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
