@@ -1,8 +1,14 @@
 #!/bin/sh
-# Create a self-contained venv next to run.sh (run this before packaging the image).
-# BACKEND_PYTHON picks the interpreter the venv is made from (default python3).
+# Bundle the dependencies (requirements.txt) into ./deps before packaging: plain files from
+# `pip install --target`, no venv and no symlinks, so the artifact installs anywhere.
+#
+# run.sh starts backend.py with the Python that LocalAI runs on (LOCALAI_BACKEND_PYTHON), so
+# build deps/ with the same Python version, OS and architecture as the LocalAI host: PYTHON
+# picks the interpreter (default python3). deps/ABI records which one; run.sh checks it.
 set -eu
 DIR=$(cd "$(dirname "$0")" && pwd)
-"${BACKEND_PYTHON:-python3}" -m venv "$DIR/venv"
-"$DIR/venv/bin/python" -m pip install --upgrade pip
-"$DIR/venv/bin/python" -m pip install -r "$DIR/requirements.txt"
+PY=${PYTHON:-python3}
+rm -rf "$DIR/deps"
+"$PY" -m pip install --disable-pip-version-check --target "$DIR/deps" -r "$DIR/requirements.txt"
+"$PY" -c 'import sysconfig; print(sysconfig.get_config_var("SOABI"))' > "$DIR/deps/ABI"
+echo "bundled requirements.txt into $DIR/deps for $(cat "$DIR/deps/ABI")"

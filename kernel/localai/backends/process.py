@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from typing import Protocol, runtime_checkable
 
 from .spec import BackendSpec
@@ -73,7 +74,10 @@ class LocalProcess:
         self.address = addr
         self.model = model
         self.argv = spec.command(addr)
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env, **(extra_env or {})}
+        # LOCALAI_BACKEND_PYTHON: the kernel's own interpreter, for backends (run.sh) that bundle
+        # their dependencies for it instead of carrying a venv; the operator's value wins
+        self.env = {"LOCALAI_BACKEND_PYTHON": sys.executable, **os.environ, "PYTHONUNBUFFERED": "1",
+                    **spec.env, **(extra_env or {})}
         self.proc: asyncio.subprocess.Process | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=50)
         self._pumps: list[asyncio.Task] = []

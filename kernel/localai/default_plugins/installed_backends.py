@@ -20,7 +20,7 @@ def localai_backends(settings):
     for backend in store.installed():
         if not backend.runnable:
             continue
-        run_file = str(backend.run_file)
+        run_file = os.path.abspath(backend.run_file)  # started with cwd = its dir: a relative path breaks
         if not os.access(run_file, os.X_OK):
             os.chmod(run_file, 0o755)
         specs.append(BackendSpec(

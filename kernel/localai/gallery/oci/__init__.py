@@ -11,7 +11,7 @@
 The names below are the API the rest of the kernel uses.
 """
 
-from .layers import apply_layer
+from .layers import apply_layer, escaping_symlinks
 from .ocifile import import_ocifile
 from .packaging import build_image, push_image, write_ocifile
 from .pull import ProgressFn, pull_image
@@ -28,6 +28,6 @@ from .registry import (
 
 __all__ = [
     "DOCKER_LIST", "DOCKER_MANIFEST", "OCI_CONFIG", "OCI_INDEX", "OCI_LAYER_GZIP", "OCI_MANIFEST",
-    "OCIError", "ProgressFn", "Reference", "apply_layer", "build_image", "import_ocifile",
+    "OCIError", "ProgressFn", "Reference", "apply_layer", "build_image", "escaping_symlinks", "import_ocifile",
     "insecure_registry", "is_oci_reference", "pull_image", "push_image", "remote_digest", "write_ocifile",
 ]

@@ -197,3 +197,23 @@ def apply_layer(layer: Path, dest: Path) -> None:
         applier.finish()
     except OSError as exc:
         raise OCIError(f"cannot finish applying layer {Path(layer).name}: {exc}") from exc
+
+
+def escaping_symlinks(root: Path) -> list[tuple[str, str]]:
+    """The symlinks under ``root`` that :func:`apply_layer` would refuse once ``root`` is an image:
+    absolute targets, targets leading out of ``root`` (``../``), and links resolving outside it
+    (through other links). Returns ``(path relative to root, link target)`` pairs, sorted."""
+    real_root = os.path.realpath(root)
+    found = []
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(d, name)
+            if not os.path.islink(full):
+                continue
+            rel = os.path.relpath(full, root)
+            target = os.readlink(full)
+            lexical = os.path.normpath(os.path.join(real_root, os.path.dirname(rel), target))
+            if (os.path.isabs(target) or not inside(real_root, lexical)
+                    or not inside(real_root, os.path.realpath(full))):
+                found.append((rel.replace(os.sep, "/"), target))
+    return sorted(found)

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .layers import escaping_symlinks
 from .reference import OCIError, Reference
 from .registry import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Client, host_platform, http_error
 
@@ -39,6 +40,14 @@ def build_image(src_dir: Path) -> tuple[dict, dict[str, bytes]]:
     src = Path(src_dir)
     if not (src / "run.sh").is_file():
         raise OCIError(f"{src}: no run.sh at the top of the backend directory")
+    refused = escaping_symlinks(src)
+    if refused:
+        shown = ", ".join(f"{rel} -> {target}" for rel, target in refused[:3])
+        more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+        raise OCIError(
+            f"{src}: symlinks pointing outside the backend directory, which the installer refuses: {shown}{more}. "
+            "Bundle dependencies as plain files, not a venv (pip install --target DIR -r requirements.txt, as "
+            "the backend template's install.sh does), and replace such links with copies")
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for full, arc in _walk(src):
