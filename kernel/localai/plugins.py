@@ -26,6 +26,9 @@ BUILTIN_PLUGINS = (
     "localai.default_plugins.local_launcher",
     "localai.default_plugins.external_backends",
     "localai.default_plugins.installed_backends",
+    "localai.dialects.anthropic",  # client dialects on the chat core (kernel/localai/dialects/)
+    "localai.dialects.ollama",
+    "localai.dialects.responses",
 )
 # backends the user configured or installed win over a pip plugin's backend of the same name
 USER_BACKEND_PLUGINS = (

@@ -1,0 +1,349 @@
+"""OpenAI's Responses API on the kernel's chat core: ``POST /v1/responses``,
+``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items`` (also without
+``/v1``), for the openai SDK's ``client.responses``, openai-agents and coding agents.
+
+In: ``input`` (a string, or items: messages with ``input_text`` / ``output_text`` /
+``input_image`` parts, ``function_call``, ``function_call_output``), ``instructions``,
+``max_output_tokens``, ``temperature``, ``top_p``, ``tools`` (function), ``tool_choice``,
+``parallel_tool_calls``, ``text.format`` (``json_schema``, ``json_object``), ``stream``,
+``store``, ``previous_response_id``, ``metadata``. Streaming sends the typed events in order, each
+with a ``sequence_number``. Stored responses live in :mod:`.response_store` (SQLite, bounded).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import orjson
+from quart import Blueprint, Response
+
+from .. import hookimpl
+from ..api.common import json_body, state, versioned
+from ..errors import BadRequest, NotFound
+from .core import ERROR, TEXT, TOOL, new_id, start_chat
+from .response_store import ResponseStore
+
+bp = Blueprint("dialect_responses", __name__)
+route = versioned(bp)
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+stores: dict[str, ResponseStore] = {}
+
+
+def store() -> ResponseStore:
+    settings = state().settings
+    key = str(settings.models_path)
+    if key not in stores:
+        stores[key] = ResponseStore.for_settings(settings)
+    return stores[key]
+
+
+# -- request → OpenAI chat body ----------------------------------------------------------------
+
+
+def content_of(content: Any, where: str) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise BadRequest(f"{where}: expected a string or a list of content parts", param=where)
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": str(part.get("text", ""))})
+        elif kind == "input_image" and part.get("image_url"):
+            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+        elif kind == "refusal":
+            parts.append({"type": "text", "text": str(part.get("refusal", ""))})
+        else:
+            raise BadRequest(f"{where}: content parts of type {kind!r} are not supported", param=where)
+    if all(p["type"] == "text" for p in parts):
+        return "\n".join(p["text"] for p in parts)
+    return parts
+
+
+def input_messages(value: Any) -> list[dict[str, Any]]:
+    """Chat messages for the request's ``input``."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list):
+        raise BadRequest("input: expected a string or a list of items", param="input")
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(value):
+        where = f"input.{i}"
+        kind = item.get("type", "message") if isinstance(item, dict) else None
+        if kind == "message" and item.get("role") in ("user", "assistant", "system", "developer"):
+            out.append({"role": item["role"], "content": content_of(item.get("content"), where)})
+        elif kind == "function_call":
+            call = {"id": item.get("call_id") or item.get("id") or new_id("call_"), "type": "function",
+                    "function": {"name": item.get("name", ""), "arguments": item.get("arguments") or "{}"}}
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "assistant" and (last.get("tool_calls") or not last["content"]):
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            text = output if isinstance(output, str) else content_of(output, where)
+            out.append({"role": "tool", "tool_call_id": item.get("call_id", ""),
+                        "content": text if isinstance(text, str) else json.dumps(text)})
+        elif kind == "reasoning":
+            continue
+        else:
+            raise BadRequest(f"{where}: items of type {kind!r} are not supported", param=where)
+    return out
+
+
+def chat_body(body: dict[str, Any], history: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
+    messages = list(history) + new
+    if body.get("instructions"):
+        messages.insert(0, {"role": "system", "content": str(body["instructions"])})
+    if not messages:
+        raise BadRequest("input: at least one input item is required", param="input")
+    out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
+    for key, target in (("temperature", "temperature"), ("top_p", "top_p"), ("max_output_tokens", "max_tokens"),
+                        ("parallel_tool_calls", "parallel_tool_calls"), ("top_k", "top_k"), ("seed", "seed")):
+        if body.get(key) is not None:
+            out[target] = body[key]
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        raise BadRequest("tools: expected a list", param="tools")
+    if tools:
+        out["tools"] = []
+        for tool in tools:
+            if not isinstance(tool, dict) or tool.get("type") != "function":
+                kind = tool.get("type") if isinstance(tool, dict) else None
+                raise BadRequest(f"tools: only function tools are supported, not {kind!r}", param="tools")
+            function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
+            out["tools"].append({"type": "function", "function": function})
+    choice = body.get("tool_choice")
+    if isinstance(choice, str):
+        out["tool_choice"] = choice
+    elif isinstance(choice, dict):
+        if choice.get("type") != "function":
+            raise BadRequest(f"tool_choice: type {choice.get('type')!r} is not supported", param="tool_choice")
+        out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name", "")}}
+    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        out["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": fmt.get("name") or "response", "schema": fmt.get("schema") or {}, "strict": fmt.get("strict")}}
+    elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        out["response_format"] = {"type": "json_object"}
+    return out
+
+
+# -- the response object -----------------------------------------------------------------------
+
+
+def response_object(rid: str, body: dict[str, Any], model: str, created: int, status: str,
+                    output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
+    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+    return {
+        "id": rid, "object": "response", "created_at": created, "status": status, "background": False,
+        "error": None, "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+        "model": model, "output": output, "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
+        "store": body.get("store", True) is not False, "temperature": body.get("temperature", 1.0),
+        "text": {"format": fmt or {"type": "text"}}, "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [], "top_p": body.get("top_p", 1.0), "truncation": "disabled",
+        "usage": usage, "user": None, "metadata": body.get("metadata") or {},
+    }
+
+
+def usage_of(turn) -> dict[str, Any]:
+    return {"input_tokens": turn.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": turn.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": turn.prompt_tokens + turn.completion_tokens}
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if status == "completed" else []
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
+
+
+def call_item(item_id: str, call: dict[str, str], status: str = "completed") -> dict[str, Any]:
+    return {"type": "function_call", "id": item_id, "call_id": call["id"] or new_id("call_"), "name": call["name"],
+            "arguments": call["arguments"], "status": status}
+
+
+def output_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The response's output as chat messages (what a continuation sees)."""
+    text = "".join(part["text"] for item in output if item["type"] == "message" for part in item["content"])
+    calls = [{"id": item["call_id"], "type": "function", "function": {"name": item["name"],
+                                                                     "arguments": item["arguments"]}}
+             for item in output if item["type"] == "function_call"]
+    if calls:
+        return [{"role": "assistant", "content": text or None, "tool_calls": calls}]
+    return [{"role": "assistant", "content": text}]
+
+
+async def keep(saved: ResponseStore, body: dict[str, Any], result: dict[str, Any], history: list[dict[str, Any]],
+               new: list[dict[str, Any]]) -> None:
+    if body.get("store", True) is not False:
+        await saved.put(result, history + new + output_messages(result["output"]), new)
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+
+@route("/responses", methods=["POST"])
+async def create():
+    body = await json_body()
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    history: list[dict[str, Any]] = []
+    if body.get("previous_response_id"):
+        found = await store().get(str(body["previous_response_id"]))
+        if found is None:
+            raise NotFound(f"Previous response with id '{body['previous_response_id']}' not found.",
+                           param="previous_response_id", code="previous_response_not_found")
+        history = found["history"]
+    new = input_messages(body.get("input") or [])
+    turn = await start_chat(chat_body(body, history, new))
+    rid, created, model = new_id("resp_"), int(time.time()), body.get("model") or turn.name
+    if body.get("stream"):
+        return stream(turn, body, rid, created, model, history, new, store())
+    result = await turn.collect()
+    output = []
+    if result.text or not result.tool_calls:
+        output.append(message_item(new_id("msg_"), result.text))
+    output += [call_item(new_id("fc_"), call) for call in result.tool_calls]
+    status = "incomplete" if turn.finish_reason == "length" else "completed"
+    response = response_object(rid, body, model, created, status, output, usage_of(turn))
+    await keep(store(), body, response, history, new)
+    return Response(orjson.dumps(response), content_type="application/json")
+
+
+def stream(turn, body, rid, created, model, history, new, saved: ResponseStore) -> Response:
+    async def events():
+        seq = 0
+
+        def event(kind: str, payload: dict[str, Any]) -> bytes:
+            nonlocal seq
+            seq += 1
+            return (b"event: " + kind.encode() + b"\ndata: " +
+                    orjson.dumps({"type": kind, "sequence_number": seq - 1, **payload}) + b"\n\n")
+
+        start = response_object(rid, body, model, created, "in_progress", [], None)
+        yield event("response.created", {"response": start})
+        yield event("response.in_progress", {"response": start})
+        output: list[dict[str, Any]] = []
+        current: dict[str, Any] | None = None  # the open item: a message, or a function call
+        text: list[str] = []
+        head = tail = b""
+
+        def close():
+            index = len(output)
+            if current["type"] == "message":
+                full = "".join(text)
+                part = {"type": "output_text", "text": full, "annotations": [], "logprobs": []}
+                yield event("response.output_text.done", {"item_id": current["id"], "output_index": index,
+                                                          "content_index": 0, "text": full, "logprobs": []})
+                yield event("response.content_part.done", {"item_id": current["id"], "output_index": index,
+                                                           "content_index": 0, "part": part})
+                item = message_item(current["id"], full)
+            else:
+                item = {**{k: v for k, v in current.items() if k != "index"}, "status": "completed"}
+                yield event("response.function_call_arguments.done", {
+                    "item_id": item["id"], "output_index": index, "name": item["name"],
+                    "arguments": item["arguments"]})
+            output.append(item)
+            yield event("response.output_item.done", {"output_index": index, "item": item})
+
+        async for ev in turn:
+            if ev[0] == ERROR:
+                yield event("error", {"code": ev[1].type, "message": ev[1].message, "param": None})
+                return
+            if ev[0] == TEXT:
+                if current is None or current["type"] != "message":
+                    if current is not None:
+                        for item in close():
+                            yield item
+                    current, text = message_item(new_id("msg_"), "", "in_progress"), []
+                    index = len(output)
+                    yield event("response.output_item.added", {"output_index": index, "item": current})
+                    yield event("response.content_part.added", {
+                        "item_id": current["id"], "output_index": index, "content_index": 0,
+                        "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}})
+                    head = (b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\","
+                            b"\"item_id\":\"" + current["id"].encode() + b"\",\"output_index\":" +
+                            str(index).encode() + b",\"content_index\":0,\"logprobs\":[],\"sequence_number\":")
+                    tail = b',"delta":'
+                text.append(ev[1])
+                seq += 1
+                yield head + str(seq - 1).encode() + tail + orjson.dumps(ev[1]) + b"}\n\n"
+            else:
+                _, call_index, call_id, name, args = ev
+                if current is None or current.get("index") != call_index:
+                    if current is not None:
+                        for item in close():
+                            yield item
+                    current = {**call_item(new_id("fc_"), {"id": call_id, "name": name, "arguments": ""},
+                                           "in_progress")}
+                    yield event("response.output_item.added", {"output_index": len(output), "item": current})
+                    current["index"] = call_index
+                if args:
+                    current["arguments"] += args
+                    yield event("response.function_call_arguments.delta", {
+                        "item_id": current["id"], "output_index": len(output), "delta": args})
+        if current is None:
+            current, text = message_item(new_id("msg_"), "", "in_progress"), []
+            yield event("response.output_item.added", {"output_index": 0, "item": current})
+            yield event("response.content_part.added", {
+                "item_id": current["id"], "output_index": 0, "content_index": 0,
+                "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}})
+        for item in close():
+            yield item
+        status = "incomplete" if turn.finish_reason == "length" else "completed"
+        final = response_object(rid, body, model, created, status, output, usage_of(turn))
+        await keep(saved, body, final, history, new)
+        yield event(f"response.{status}", {"response": final})
+
+    response = Response(events(), content_type="text/event-stream", headers=SSE_HEADERS)
+    response.timeout = None
+    return response
+
+
+async def stored(response_id: str) -> dict[str, Any]:
+    found = await store().get(response_id)
+    if found is None:
+        raise NotFound(f"Response with id '{response_id}' not found.", param="response_id", code="not_found")
+    return found
+
+
+@route("/responses/<response_id>", methods=["GET"])
+async def retrieve(response_id: str):
+    """A stored response."""
+    return Response(orjson.dumps((await stored(response_id))["response"]), content_type="application/json")
+
+
+@route("/responses/<response_id>", methods=["DELETE"])
+async def delete(response_id: str):
+    """Delete a stored response."""
+    if not await store().delete(response_id):
+        raise NotFound(f"Response with id '{response_id}' not found.", param="response_id", code="not_found")
+    return Response(orjson.dumps({"id": response_id, "object": "response", "deleted": True}),
+                    content_type="application/json")
+
+
+@route("/responses/<response_id>/input_items", methods=["GET"])
+async def input_items(response_id: str):
+    """The input items of a stored response (as messages)."""
+    found = await stored(response_id)
+    items = [{"type": "message", "id": new_id("msg_"), "role": m["role"], "status": "completed",
+              "content": [{"type": "input_text", "text": m.get("content") or ""}]}
+             for m in found["input"] if isinstance(m.get("content"), (str, type(None)))]
+    return Response(orjson.dumps({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
+                                  "last_id": items[-1]["id"] if items else None, "has_more": False}),
+                    content_type="application/json")
+
+
+@hookimpl
+def localai_register_routes(app):
+    from .core import document
+
+    app.register_blueprint(bp)
+    document({"dialect_responses.create": {200: {"application/json": {"type": "object"},
+                                                  "text/event-stream": {"type": "object"}}}})
