@@ -19,7 +19,7 @@ from typing import AsyncIterator
 import grpc
 
 from .. import metrics
-from ..errors import APIError, BackendError, LoadError, ModelNotFound, NotFound, Unavailable
+from ..errors import APIError, BackendError, LoadError, ModelNotFound, Unavailable
 from ..host import PluginHost
 from ..models.config import ModelConfig
 from ..models.registry import ModelRegistry
@@ -27,98 +27,12 @@ from ..settings import Settings
 from .admission import Admission
 from .client import BackendClient
 from .http_upstream import HttpUpstream, UpstreamOptions, is_http_model
+from .loaded import LoadedModel
 from .options import model_options
 from .process import LocalProcess, RemoteBackend, free_port
 from .spec import BackendSpec
 
 log = logging.getLogger("localai.manager")
-
-
-class LoadedModel:
-    """A model whose backend is running and has loaded it."""
-
-    CONNECTION_LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
-
-    def __init__(self, config: ModelConfig, spec: BackendSpec, handle, client: BackendClient | None,
-                 upstream: HttpUpstream | None = None, clients: list[BackendClient] | None = None):
-        self.config = config
-        self.spec = spec
-        self.handle = handle
-        # one client per replica (address) of the backend; ``client`` is the first
-        self.clients = clients or ([client] if client else [])
-        self.client = self.clients[0] if self.clients else None
-        self._stubs = [c.stub for c in self.clients]
-        self._turn = 0
-        self.upstream = upstream
-        self.in_flight = 0
-        self.last_used = time.monotonic()
-        self.loaded_at = time.time()
-        self.crashed = False
-        self.stopping = False
-        self.watcher: asyncio.Task | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def stub(self):
-        """The gRPC stub for the next call: replicas take turns (read once per call, not per token)."""
-        stubs = self._stubs
-        if len(stubs) < 2:
-            return stubs[0] if stubs else None
-        self._turn += 1
-        return stubs[self._turn % len(stubs)]
-
-    def describe(self) -> dict:
-        info = {
-            "id": self.name,
-            "backend": self.spec.name,
-            "address": self.handle.address,
-            "pid": getattr(self.handle, "pid", None),
-            "in_flight": self.in_flight,
-            "loaded_at": self.loaded_at,
-        }
-        if len(self.clients) > 1:
-            info["addresses"] = [c.address for c in self.clients]
-        placement = getattr(self.handle, "placement", None)
-        if placement is not None:
-            info["placement"] = placement
-        return info
-
-    async def rpc_error(self, exc: grpc.aio.AioRpcError, rpc: str) -> APIError:
-        """Translate a gRPC failure into an API error the client can act on.
-
-        A broken connection usually means the process died: give its exit a moment to be
-        noticed, so the client hears "crashed" with the exit code rather than a socket error.
-        """
-        code = exc.code()
-        detail = exc.details() or code.name
-        if code in self.CONNECTION_LOST and self.watcher is not None and not self.crashed:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self.watcher), 1.0)
-        if self.crashed or (code == grpc.StatusCode.UNAVAILABLE and not self.handle.alive()):
-            return BackendError(
-                f"the backend for model {self.name!r} crashed ({self.handle.describe_exit()}); "
-                "it will be restarted on the next request",
-                code="backend_crashed",
-            )
-        if code == grpc.StatusCode.UNIMPLEMENTED:
-            return APIError(
-                f"the {self.spec.name!r} backend of model {self.name!r} does not implement {rpc}",
-                status=501,
-                type="invalid_request_error",
-                code="not_implemented",
-            )
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return APIError(detail, status=400, type="invalid_request_error", code="invalid_argument")
-        if code == grpc.StatusCode.NOT_FOUND:
-            return NotFound(detail, code="not_found")
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return Unavailable(detail, code="resource_exhausted", headers={"Retry-After": "1"})
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return APIError(f"the backend timed out: {detail}", status=504, code="timeout")
-        return BackendError(f"backend error ({self.spec.name}): {detail}", code="backend_error")
 
 
 class ModelManager:
