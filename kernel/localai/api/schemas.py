@@ -38,7 +38,7 @@ class Sampling(Request):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     repeat_penalty: float | None = Field(default=None, ge=0)
-    n: int = Field(default=1, ge=1, le=1)
+    n: int = Field(default=1, ge=1, le=128)
     stream: bool = False
     stream_options: StreamOptions | None = None
     grammar: str | None = None
@@ -61,11 +61,69 @@ class ContentPart(Request):
     text: str | None = None
 
 
+FunctionName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class FunctionDef(Request):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Request):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(Request):
+    name: FunctionName
+
+
+class NamedToolChoice(Request):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class ToolCallFunction(Request):
+    name: str
+    arguments: str = ""
+
+
+class ToolCall(Request):
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class JsonSchemaFormat(Request):
+    name: str = Field(default="response", max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(Request):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def schema_to_enforce(self) -> dict[str, Any] | None:
+        """The JSON schema replies must match (any JSON object for ``json_object``), or None."""
+        if self.type == "json_object":
+            return {"type": "object"}
+        if self.type == "json_schema":
+            if self.json_schema is None:
+                raise BadRequest("response_format of type json_schema needs a json_schema", param="response_format")
+            return self.json_schema.schema_ or {"type": "object"}
+        return None
+
+
 class ChatMessage(Request):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
     def text(self) -> str:
         """The message's text; only text content parts are supported."""
@@ -78,10 +136,19 @@ class ChatMessage(Request):
             texts.append(part.text or "")
         return "\n".join(texts)
 
+    def part_types(self) -> set[str]:
+        return set() if self.content is None or isinstance(self.content, str) else {p.type for p in self.content}
+
 
 class ChatCompletionRequest(Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     @property
     def token_limit(self) -> int | None:
@@ -91,6 +158,7 @@ class ChatCompletionRequest(Sampling):
 class CompletionRequest(Sampling):
     prompt: str | list[str] = Field(...)
     echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)
 
     @property
     def token_limit(self) -> int | None:

@@ -24,6 +24,9 @@ class BackendSpec:
     description: str = ""
     aliases: tuple[str, ...] = ()
     address: str | None = None
+    # request features the backend honours (see localai.api.capabilities.FEATURES): a request
+    # asking a model for one its backend lacks is a 400, never silently ignored
+    features: tuple[str, ...] = ()
     # which plugin registered it; filled in by the plugin host
     plugin: str = ""
 

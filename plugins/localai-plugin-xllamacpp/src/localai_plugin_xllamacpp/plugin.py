@@ -18,6 +18,8 @@ from localai import hookimpl
 from localai.backends.spec import BackendSpec, package_path
 
 USECASES = ("chat", "completion", "embeddings", "tokenize")
+# request features it honours: tool calls and json_schema replies forced by llama.cpp's grammars
+FEATURES = ("tools", "json_schema", "grammar", "logprobs")
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_PARALLEL = 4
 
@@ -33,6 +35,7 @@ def localai_backends() -> list[BackendSpec]:
             description="GGUF language models on llama.cpp's server engine (xllamacpp): parallel "
             "slots with continuous batching; chat, completion, embeddings, tokenize",
             aliases=("xllamacpp", "llama-cpp-server"),
+            features=FEATURES,
         )
     ]
 

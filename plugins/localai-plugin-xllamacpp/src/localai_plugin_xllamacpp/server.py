@@ -20,6 +20,7 @@ RopeFreqBase/Scale. ``Options`` entries (``"key:value"``):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -31,6 +32,7 @@ from typing import Any, Callable
 
 from localai.backend_server import (BadRequest, NotLoaded, abort_for, chat_message, check_identity, model_file,
                                     parse_options, status_response, template_kwargs, truthy)
+from localai.backend_chat import Plan, PlanError, StreamShaper, finish_reply, plan
 from localai.backend_worker import Failure
 from localai.proto import backend_pb2, backend_pb2_grpc
 
@@ -89,14 +91,43 @@ def request_body(req: Any) -> tuple[bool, dict[str, Any]]:
         body.update(mirostat=req.Mirostat, mirostat_tau=req.MirostatTAU or 5.0, mirostat_eta=req.MirostatETA or 0.1)
     if req.UseTokenizerTemplate and req.Messages:
         body["messages"] = [chat_message(m) for m in req.Messages]
-        if req.Tools:
-            body["tools"] = json.loads(req.Tools)
         kwargs = template_kwargs(req.Metadata)
         if kwargs:
             body["chat_template_kwargs"] = kwargs
         return True, body
     body["prompt"] = req.Prompt
     return False, body
+
+
+@functools.lru_cache(maxsize=64)
+def schema_grammar(schema_json: str) -> str:
+    """llama.cpp's own JSON schema → GBNF conversion (the one its server uses)."""
+    return xl.json_schema_to_grammar(json.loads(schema_json))
+
+
+def prepare(req: Any) -> tuple[bool, dict[str, Any], Plan]:
+    """The request body with tools, tool choice and the reply schema applied (see backend_chat)."""
+    chat, body = request_body(req)
+    try:
+        prepared = plan(req.Tools, req.ToolChoice, req.Metadata, body.get("messages"))
+    except PlanError as exc:
+        raise BadRequest(str(exc)) from None
+    if prepared.messages is not None:
+        body["messages"] = prepared.messages
+    if prepared.schema is not None:
+        if req.Grammar:
+            raise BadRequest("a grammar cannot be combined with a response schema or a forced tool call")
+        try:
+            body["grammar"] = schema_grammar(json.dumps(prepared.schema, sort_keys=True))
+        except Exception as exc:  # noqa: BLE001 - llama.cpp refuses the schema
+            raise BadRequest(f"the JSON schema cannot be turned into a grammar: {exc}") from None
+    if req.Logprobs:
+        if chat:
+            body["logprobs"] = True
+            body["top_logprobs"] = req.TopLogprobs
+        else:
+            body["logprobs"] = max(1, req.TopLogprobs)
+    return chat, body, prepared
 
 
 def _reply(usage: dict[str, Any] | None, timings: dict[str, Any] | None, message: bytes = b"") -> Any:
@@ -204,27 +235,36 @@ class Engine:
     # -- generation --------------------------------------------------------------------
 
     def predict(self, req: Any) -> Any:
-        chat, body = request_body(req)
+        chat, body, prepared = prepare(req)
         server = self.require()
         result = _checked(server.handle_chat_completions(body) if chat else server.handle_completions(body))
         choice = result["choices"][0]
         text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
-        return _reply(result.get("usage"), result.get("timings"), (text or "").encode())
+        reply = _reply(result.get("usage"), result.get("timings"), (text or "").encode())
+        if req.Logprobs and choice.get("logprobs"):
+            reply.logprobs = json.dumps(choice["logprobs"]).encode()
+        return finish_reply(prepared, text or "", reply)
 
     def stream(self, req: Any, out: Callable[[Any], None], cancelled: threading.Event) -> None:
-        """Run one streamed request; each text piece (bytes), then the final Reply, go to ``out``."""
-        chat, body = request_body(req)
+        """Run one streamed request; each text piece (bytes) or Reply, then the final Reply, go to ``out``."""
+        chat, body, prepared = prepare(req)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         server = self.require()
         final: list[Any] = []
+        shaper = StreamShaper(prepared) if prepared.mode or req.Logprobs else None
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
             choices = chunk.get("choices")
             if choices:
                 piece = choices[0]["delta"].get("content") if chat else choices[0].get("text")
                 if piece:
-                    out(piece.encode())
+                    if shaper is None:
+                        out(piece.encode())
+                    else:
+                        logprobs = choices[0].get("logprobs")
+                        for reply in shaper.feed(piece, json.dumps(logprobs).encode() if logprobs else b""):
+                            out(reply)
             if chunk.get("usage"):
                 final.append(_reply(chunk["usage"], chunk.get("timings")))
             elif "error" in chunk:
@@ -237,6 +277,8 @@ class Engine:
             _checked(result)
         if final and isinstance(final[-1], EngineError):
             raise final[-1]
+        for reply in shaper.finish() if shaper is not None else ():
+            out(reply)
         out(final[-1] if final else backend_pb2.Reply())
 
     # -- embeddings and tokens ---------------------------------------------------------
@@ -369,6 +411,8 @@ class XLlamaServicer(backend_pb2_grpc.BackendServicer):
                     yield Reply(message=item)
                 elif type(item) is Failure:
                     _abort(item.exc, context)
+                elif item.message or item.chat_deltas:  # a shaped piece (tool calls, logprobs)
+                    yield item
                 else:
                     yield item
                     return
