@@ -145,3 +145,19 @@ def test_pull_with_progress_then_chat_and_delete(localai_server, gallery, tmp_pa
     with pytest.raises(ollama.ResponseError) as info:
         client.delete("nope")
     assert info.value.status_code == 404
+
+
+def test_second_listener_on_ollamas_address(tmp_path):
+    from localai.testing.server import LocalAIServer
+    from tests.kernel_helpers import free_port
+
+    dialect_models(tmp_path / "models")
+    port = free_port()
+    env = {"LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{tool_backend_script(tmp_path / 'backend')}"}
+    with LocalAIServer(tmp_path / "models", args=["--ollama-address", f"127.0.0.1:{port}"], env=env, cwd=tmp_path):
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(base + "/").text == "Ollama is running"
+        client = ollama.Client(host=base, timeout=30)
+        assert "echo:latest" in [m.model for m in client.list().models]
+        assert client.chat(model="echo", messages=[{"role": "user", "content": "hello world"}]).message.content == ECHO
+        assert httpx.get(base + "/v1/models").status_code == 404  # only Ollama's routes there

@@ -112,3 +112,25 @@ def test_store_survives_a_restart_and_is_bounded(tmp_path):
         client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0, timeout=30)
         with pytest.raises(openai.NotFoundError):
             client.responses.retrieve(ids[4])
+
+
+def test_openai_agents_runs_on_the_responses_api(server):
+    import asyncio
+
+    from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
+
+    set_tracing_disabled(True)
+
+    async def run():
+        model = OpenAIResponsesModel(model="echo", openai_client=openai.AsyncOpenAI(
+            base_url=server.base_url + "/v1", api_key="x", max_retries=0))
+        agent = Agent(name="echoer", instructions="Be brief.", model=model)
+        result = await Runner.run(agent, "hello world")
+        streamed = Runner.run_streamed(agent, "hello stream")
+        kinds = [event.type async for event in streamed.stream_events()]
+        return result.final_output, streamed.final_output, kinds
+
+    output, streamed_output, kinds = asyncio.run(run())
+    assert output == "echo: system: Be brief. user: hello world assistant:"
+    assert streamed_output == "echo: system: Be brief. user: hello stream assistant:"
+    assert "raw_response_event" in kinds

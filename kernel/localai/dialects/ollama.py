@@ -32,6 +32,7 @@ from ..api import openai as openai_api
 from ..api.common import json_body, state
 from ..errors import APIError, BadRequest, NotFound
 from .core import ERROR, TEXT, TOOL, arguments_object, document, resolve_model, start_chat
+from .ollama_port import add_run_option, listener
 
 bp = Blueprint("dialect_ollama", __name__)
 OLLAMA_VERSION = "0.12.6"  # the Ollama API level these routes follow (clients compare versions)
@@ -500,3 +501,18 @@ def localai_register_routes(app):
     documented.update({"chat": {200: STREAM}, "generate": {200: STREAM}, "pull": {200: STREAM},
                        "delete": {200: {"text/plain": {"type": "string"}}}})
     document({f"dialect_ollama.{name}": statuses for name, statuses in documented.items()}, ERROR_SCHEMA)
+
+
+@hookimpl
+def localai_register_commands(cli):
+    add_run_option(cli)
+
+
+@hookimpl
+def localai_startup(app):
+    listener.start(app)
+
+
+@hookimpl
+def localai_shutdown(app):
+    return listener.close()
