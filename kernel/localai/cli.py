@@ -11,7 +11,7 @@ import click
 
 from . import __version__
 from .errors import ConfigError
-from .settings import Settings, parse_duration, split_keys, split_list
+from .settings import Settings, parse_duration, parse_size, split_keys, split_list
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +40,8 @@ def settings_from(**options) -> Settings:
     api_keys = options.pop("api_keys", None)
     if api_keys is not None:
         options["api_keys"] = split_keys(api_keys)
+    if options.get("kv_cache_size") is not None:
+        options["kv_cache_size"] = parse_size(options["kv_cache_size"])
     for name in ("cors_allow_origins", "allowed_hosts"):
         if options.get(name) is not None:
             options[name] = split_list(options[name])
@@ -87,6 +89,10 @@ def settings_from(**options) -> Settings:
 @click.option("--allow-backend-uris", is_flag=True, default=None,
               help="Let /backends/apply install from any URI, not only from the backend galleries "
               "[env LOCALAI_ALLOW_BACKEND_URIS].")
+@click.option("--kv-cache-dir", envvar="LOCALAI_KV_CACHE_DIR", type=click.Path(path_type=Path),
+              help="Where llama.cpp backends save prompt KV across unloads [<models>/.kv-cache].")
+@click.option("--kv-cache-size", envvar="LOCALAI_KV_CACHE_SIZE",
+              help="How much the KV cache dir may hold, e.g. 4GB; 0 turns it off [4GB].")
 @click.argument("models_to_run", metavar="[MODEL|URI]...", nargs=-1)
 def run(models_to_run, **options):
     """Start the API server (installing the named models first when missing)."""

@@ -24,6 +24,8 @@ HTTP_LATENCY = Histogram("localai_http_request_duration_seconds",
                          ["method", "route"],
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 TOKENS = Counter("localai_tokens_generated", "Completion tokens generated, by model", ["model"])
+PROMPT_TOKENS = Counter("localai_prompt_tokens", "Prompt tokens by model, computed or served from the KV cache",
+                        ["model", "source"])
 QUEUE_DEPTH = Gauge("localai_model_queue_depth", "Requests waiting for a model's concurrency limit", ["model"])
 IN_FLIGHT = Gauge("localai_model_in_flight", "Requests admitted to a model (streams until they end)", ["model"])
 BACKEND_LOADS = Counter("localai_backend_loads", "Models loaded by a backend", ["model", "backend"])
@@ -48,12 +50,19 @@ class RequestIdFilter(logging.Filter):
 
 
 def count_tokens(request_body: Any, result: Any) -> None:
-    """Count a finished chat/completion's ``usage.completion_tokens`` (an after-inference hook)."""
+    """Count a finished chat/completion's ``usage``: completion tokens, and prompt tokens computed
+    vs served from the KV cache (an after-inference hook)."""
     usage = result.get("usage") if isinstance(result, dict) else None
-    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    if tokens:
-        model = result.get("model") or (request_body.get("model") if isinstance(request_body, dict) else None)
-        TOKENS.labels(model or "").inc(tokens)
+    if not isinstance(usage, dict):
+        return
+    model = result.get("model") or (request_body.get("model") if isinstance(request_body, dict) else None) or ""
+    if usage.get("completion_tokens"):
+        TOKENS.labels(model).inc(usage["completion_tokens"])
+    prompt = usage.get("prompt_tokens") or 0
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    if prompt:
+        PROMPT_TOKENS.labels(model, "computed").inc(max(0, prompt - cached))
+        PROMPT_TOKENS.labels(model, "cached").inc(min(cached, prompt))
 
 
 def route_label() -> str:

@@ -67,6 +67,19 @@ def parse_duration(value: str | float | int | None, default: float = 0.0) -> flo
     return float(text)
 
 
+def parse_size(value: str | int | None, default: int = 0) -> int:
+    """Parse "4GB", "512MiB", "100k" or a number of bytes."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower().rstrip("b").rstrip("i")
+    for suffix, factor in (("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30), ("t", 1 << 40)):
+        if text.endswith(suffix):
+            return int(float(text[:-1]) * factor)
+    return int(float(text))
+
+
 @dataclass
 class Settings:
     """Everything the kernel needs to know at start-up; kept on the app as ``app.extensions["localai"]``."""
@@ -91,7 +104,7 @@ class Settings:
     health_timeout: float = 40.0
     load_timeout: float = 600.0
     stop_grace: float = 10.0
-    free_timeout: float = 5.0
+    free_timeout: float = 30.0  # Free may save prompt KV to disk first
     load_plugins: list[str] | None = None
     disable_plugins: list[str] = field(default_factory=list)
     strict_plugins: bool = False
@@ -109,6 +122,8 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback ones
     allow_local_urls: list[Path] = field(default_factory=list)  # dirs API requests may name as file:// or paths
     allow_backend_uris: bool = False  # /backends/apply may install from a URI, not only from the galleries
+    kv_cache_dir: Path | None = None  # prompt KV saved across unloads (default: <models>/.kv-cache)
+    kv_cache_size: int = 4 << 30  # bytes the KV cache dir may hold (0 = off)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -160,9 +175,20 @@ class Settings:
             allowed_hosts=env_list("LOCALAI_ALLOWED_HOSTS"),
             allow_local_urls=[Path(p) for p in env_list("LOCALAI_ALLOW_LOCAL_URLS")],
             allow_backend_uris=env_bool("LOCALAI_ALLOW_BACKEND_URIS"),
+            kv_cache_dir=optional_path("LOCALAI_KV_CACHE_DIR"),
+            kv_cache_size=parse_size(os.environ.get("LOCALAI_KV_CACHE_SIZE"), 4 << 30),
         )
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+    @property
+    def kv_cache_path(self) -> Path:
+        """Where llama.cpp backends keep prompt KV across unloads (absolute)."""
+        return (self.kv_cache_dir or Path(self.models_path) / ".kv-cache").resolve()
+
+    def backend_env(self) -> dict[str, str]:
+        """What every backend process is told about the server's settings."""
+        return {"LOCALAI_KV_CACHE_DIR": str(self.kv_cache_path), "LOCALAI_KV_CACHE_SIZE": str(self.kv_cache_size)}
 
     @property
     def max_loaded(self) -> int:

@@ -112,11 +112,13 @@ def finish_reason(completion_tokens: int, limit: int) -> str:
     return "length" if limit and completion_tokens >= limit else "stop"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
+    """OpenAI's usage object; ``cached_tokens``: prompt tokens the backend's KV cache served."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }
 
 
@@ -139,9 +141,14 @@ class Chunks:
     def event(self, payload: dict[str, Any]) -> bytes:
         return b"data: " + orjson.dumps({**self.base, **payload}) + b"\n\n"
 
+    shape_logprobs = None  # backends send chat-shaped logprobs; /v1/completions reshapes them
+
     def text_with_logprobs(self, piece: str, logprobs: bytes) -> bytes:
         """A text chunk whose choice carries the backend's logprobs (OpenAI-shaped JSON)."""
-        return self.event({"choices": [{**self.choice_for(piece, None), "logprobs": orjson.loads(logprobs)}]})
+        value = orjson.loads(logprobs)
+        if self.shape_logprobs is not None:
+            value = self.shape_logprobs(value)
+        return self.event({"choices": [{**self.choice_for(piece, None), "logprobs": value}]})
 
     def deltas(self, reply: backend_pb2.Reply) -> list[bytes]:
         """Chat chunks for a reply's ``chat_deltas``: content, then tool-call pieces."""
@@ -191,7 +198,7 @@ async def stream_response(
         raise
 
     async def events() -> AsyncIterator[bytes]:
-        completion_tokens = prompt_tokens = pieces = 0
+        completion_tokens = prompt_tokens = cached_tokens = pieces = 0
         try:
             for item in opening:
                 yield item
@@ -213,6 +220,8 @@ async def stream_response(
                     completion_tokens = reply.tokens
                 if reply.prompt_tokens:
                     prompt_tokens = reply.prompt_tokens
+                if reply.prompt_tokens_cached:
+                    cached_tokens = reply.prompt_tokens_cached
                 try:
                     reply = await replies.__anext__()
                 except StopAsyncIteration:
@@ -220,7 +229,7 @@ async def stream_response(
             completion_tokens = completion_tokens or pieces
             reason = finish_reason(completion_tokens, limit)
             reason = "tool_calls" if tool_calls and reason == "stop" else reason
-            for item in closing(reason, usage(prompt_tokens, completion_tokens)):
+            for item in closing(reason, usage(prompt_tokens, completion_tokens, cached_tokens)):
                 yield item
         except grpc.aio.AioRpcError as exc:
             error = await model.rpc_error(exc, "PredictStream")

@@ -23,7 +23,7 @@ from ..models.config import ModelConfig
 from ..models.templates import render
 from ..proto import backend_pb2
 from .capabilities import chat_features, completion_features, model_capabilities, require_features
-from .chat_core import chat_choice, chat_options
+from .chat_core import chat_choice, chat_options, completion_logprobs
 from .common import json_response, state, versioned
 from .forward import forward_json
 from .inference import (Chunks, finish_reason, inference_request, model_for, model_usecases,  # noqa: F401
@@ -92,7 +92,7 @@ async def chat_completions():
         **base,
         "object": "chat.completion",
         "choices": [chat_choice(reply, limit, bool(req.logprobs))],
-        "usage": usage(reply.prompt_tokens, reply.tokens),
+        "usage": usage(reply.prompt_tokens, reply.tokens, reply.prompt_tokens_cached),
     }
     app_state.host.after_inference(body, result)
     return json_response(result)
@@ -132,6 +132,7 @@ async def completions():
         options.Prompt = completion_prompt(prompts[0], config)
         chunks = Chunks(base, lambda text, reason: {"index": 0, "text": text, "logprobs": None,
                                                     "finish_reason": reason})
+        chunks.shape_logprobs = completion_logprobs
         closing = stream_closing(chunks, {"index": 0, "text": "", "logprobs": None}, req, body)
 
         opening = [chunks.text(prompts[0])] if req.echo else []
@@ -148,7 +149,9 @@ async def completions():
             options.Prompt = completion_prompt(prompt, config)
             reply = await predict(model, options)
             text = reply.message.decode("utf-8", "replace")
-            logprobs = orjson.loads(reply.logprobs) if reply.logprobs and req.logprobs is not None else None
+            logprobs = None
+            if reply.logprobs and req.logprobs is not None:
+                logprobs = completion_logprobs(orjson.loads(reply.logprobs), len(prompt) if req.echo else 0)
             choices.append({"index": index, "text": (prompt + text) if req.echo else text, "logprobs": logprobs,
                             "finish_reason": finish_reason(reply.tokens, limit)})
             prompt_tokens += reply.prompt_tokens

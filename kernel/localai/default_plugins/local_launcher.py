@@ -10,4 +10,4 @@ from localai.backends.process import LocalProcess, RemoteBackend
 def localai_launch_backend(spec, addr, settings, model):
     if not spec.managed:
         return RemoteBackend(spec.address)
-    return LocalProcess(spec, addr, model)
+    return LocalProcess(spec, addr, model, extra_env=settings.backend_env())

@@ -190,7 +190,10 @@ def chat_body(body: Any) -> dict[str, Any]:
 
 
 def usage(turn) -> dict[str, int]:
-    return {"input_tokens": turn.prompt_tokens, "output_tokens": turn.completion_tokens}
+    # Anthropic counts cache reads apart: input_tokens + cache_read_input_tokens is the whole prompt
+    cached = min(turn.prompt_tokens_cached, turn.prompt_tokens)
+    return {"input_tokens": turn.prompt_tokens - cached, "output_tokens": turn.completion_tokens,
+            "cache_read_input_tokens": cached}
 
 
 @route("/messages", methods=["POST"])

@@ -85,6 +85,7 @@ class ChatTurn:
     finish_reason: str = "stop"
     stop_sequence: str | None = None
     prompt_tokens: int = 0
+    prompt_tokens_cached: int = 0  # served from the backend's KV cache
     completion_tokens: int = 0
     error: APIError | None = None
     manager: Any = None  # the app's, captured at the start: a streamed body runs outside the app context
@@ -139,6 +140,8 @@ class ChatTurn:
                     self.completion_tokens = reply.tokens
                 if reply.prompt_tokens:
                     self.prompt_tokens = reply.prompt_tokens
+                if reply.prompt_tokens_cached:
+                    self.prompt_tokens_cached = reply.prompt_tokens_cached
                 try:
                     reply = await self.replies.__anext__()
                 except StopAsyncIteration:
@@ -154,7 +157,8 @@ class ChatTurn:
                     self.finish_reason = "tool_calls"
             self.finished = time.perf_counter()
             host.after_inference(self.body, {"model": self.name, "finish_reason": self.finish_reason,
-                                             "usage": openai_api.usage(self.prompt_tokens, self.completion_tokens)})
+                                             "usage": openai_api.usage(self.prompt_tokens, self.completion_tokens,
+                                                                       self.prompt_tokens_cached)})
         except grpc.aio.AioRpcError as exc:
             self.error = await self.model.rpc_error(exc, "PredictStream")
             yield (ERROR, self.error)

@@ -153,7 +153,7 @@ def response_object(rid: str, body: dict[str, Any], model: str, created: int, st
 
 
 def usage_of(turn) -> dict[str, Any]:
-    return {"input_tokens": turn.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": turn.prompt_tokens, "input_tokens_details": {"cached_tokens": turn.prompt_tokens_cached},
             "output_tokens": turn.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": turn.prompt_tokens + turn.completion_tokens}
 

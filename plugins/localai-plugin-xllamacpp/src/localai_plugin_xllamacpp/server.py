@@ -16,6 +16,10 @@ RopeFreqBase/Scale. ``Options`` entries (``"key:value"``):
   config's ``parallel``); the context is ``ContextSize × N`` so every slot gets ContextSize
 - ``n_ubatch:N``: physical batch size; ``kv_unified:true``: one KV buffer shared by all slots
 - ``cache_prompt:false``: do not reuse a slot's cached prompt prefix
+- ``cache_reuse:N``: reuse cached chunks of at least N tokens after a change mid-prompt (default 256)
+
+Prompt KV survives unloads: see :mod:`localai_plugin_xllamacpp.kv_cache` (the kernel's
+``--kv-cache-dir`` / ``--kv-cache-size`` reach it as ``LOCALAI_KV_CACHE_DIR`` / ``_SIZE``).
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ from localai.backend_chat import Plan, PlanError, StreamShaper, finish_reply, pl
 from localai.backend_worker import Failure
 from localai.proto import backend_pb2, backend_pb2_grpc
 
+from .kv_cache import SlotCache, open_store
+
 DEFAULT_PARALLEL = 4
 DEFAULT_CONTEXT = 2048
+DEFAULT_CACHE_REUSE = 256  # LocalAI's default: reuse cached chunks of at least this many tokens
 GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
 FLASH_ATTN = {"auto": -1, "off": 0, "false": 0, "on": 1, "true": 1}
 
@@ -136,6 +143,7 @@ def _reply(usage: dict[str, Any] | None, timings: dict[str, Any] | None, message
         message=message,
         tokens=int(usage.get("completion_tokens") or timings.get("predicted_n") or 0),
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        prompt_tokens_cached=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
         timing_prompt_processing=float(timings.get("prompt_ms") or 0.0),
         timing_token_generation=float(timings.get("predicted_ms") or 0.0),
     )
@@ -150,6 +158,7 @@ class Engine:
         self.params: Any = None
         self.parallel = 0
         self.embeddings = False
+        self.kv: SlotCache | None = None  # prompt KV kept on disk across unloads
         self.lock = threading.Lock()  # load/free only; requests run concurrently
         self.embed_lock = threading.Lock()
 
@@ -171,10 +180,12 @@ class Engine:
             return backend_pb2.Result(success=False, message=f"bad model options: {exc}")
         with self.lock:
             self.free()
+            cache = open_store(path, params, req)
             try:
                 self.server = xl.Server(params)
             except Exception as exc:  # noqa: BLE001 - reported to the caller
                 return backend_pb2.Result(success=False, message=f"failed to load {path}: {exc}")
+            self.kv = SlotCache(*cache, self.server.listening_address) if cache else None
             self.params = params
             self.parallel = params.n_parallel
             self.embeddings = bool(req.Embeddings)
@@ -219,9 +230,13 @@ class Engine:
             p.sampling.seed = req.Seed & 0xFFFFFFFF
         if "cache_prompt" in opts:
             p.cache_prompt = truthy(opts["cache_prompt"])
+        p.n_cache_reuse = int(opts.get("cache_reuse", DEFAULT_CACHE_REUSE))  # reuse chunks after an edit
         return p
 
     def free(self) -> Any:
+        if self.kv is not None and self.server is not None:
+            self.kv.save_all()  # an unload, not a crash: keep the prompts' KV for the next load
+        self.kv = None
         self.server = self.embedder = self.params = None  # destructors stop the loops, free memory
         self.parallel = 0
         return backend_pb2.Result(success=True, message="model freed")
@@ -237,7 +252,12 @@ class Engine:
     def predict(self, req: Any) -> Any:
         chat, body, prepared = prepare(req)
         server = self.require()
+        kv = self.kv
+        if kv is not None:
+            kv.prepare(body, chat)
         result = _checked(server.handle_chat_completions(body) if chat else server.handle_completions(body))
+        if kv is not None:
+            kv.after_request(result.get("usage"))
         choice = result["choices"][0]
         text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
         reply = _reply(result.get("usage"), result.get("timings"), (text or "").encode())
@@ -251,7 +271,11 @@ class Engine:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         server = self.require()
+        kv = self.kv
+        if kv is not None:
+            kv.prepare(body, chat)
         final: list[Any] = []
+        usage: list[dict[str, Any]] = []
         shaper = StreamShaper(prepared) if prepared.mode or req.Logprobs else None
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
@@ -267,6 +291,7 @@ class Engine:
                             out(reply)
             if chunk.get("usage"):
                 final.append(_reply(chunk["usage"], chunk.get("timings")))
+                usage.append(chunk["usage"])
             elif "error" in chunk:
                 final.append(EngineError(chunk["error"]))
             return cancelled.is_set()
@@ -280,6 +305,8 @@ class Engine:
         for reply in shaper.finish() if shaper is not None else ():
             out(reply)
         out(final[-1] if final else backend_pb2.Reply())
+        if kv is not None and usage:
+            kv.after_request(usage[-1])
 
     # -- embeddings and tokens ---------------------------------------------------------
 
