@@ -98,3 +98,14 @@ def test_schemas_are_closed_without_changing_what_they_allow():
     assert p.schema["properties"]["a"]["properties"]["b"] == {"const": {"properties": {}}}
     assert p.schema["properties"]["c"]["additionalProperties"] is True
     assert p.schema["$defs"]["D"]["additionalProperties"] is False
+
+
+def test_completion_logprobs_are_reshaped_to_the_legacy_shape():
+    from localai.api.chat_core import completion_logprobs
+
+    chat_shaped = {"content": [
+        {"token": "Hi", "logprob": -0.5, "top_logprobs": [{"token": "Hi", "logprob": -0.5}, {"token": "Yo", "logprob": -2.0}]},
+        {"token": "!", "logprob": -0.1, "top_logprobs": []}]}
+    assert completion_logprobs(chat_shaped, 4) == {
+        "tokens": ["Hi", "!"], "token_logprobs": [-0.5, -0.1],
+        "top_logprobs": [{"Hi": -0.5, "Yo": -2.0}, {}], "text_offset": [4, 6]}

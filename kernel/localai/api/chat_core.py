@@ -114,3 +114,20 @@ def chat_choice(reply: backend_pb2.Reply, limit: int, want_logprobs: bool) -> di
     if want_logprobs:
         choice["logprobs"] = orjson.loads(reply.logprobs) if reply.logprobs else None
     return choice
+
+
+def completion_logprobs(chat_shaped: Any, offset: int = 0) -> dict[str, Any]:
+    """Backends report logprobs in the chat shape (``{"content": [{token, logprob, top_logprobs}]}``);
+    ``/v1/completions`` answers in OpenAI's legacy one (tokens, token_logprobs, top_logprobs, text_offset)."""
+    entries = (chat_shaped or {}).get("content") or []
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.get("token", ""))
+    return {
+        "tokens": [e.get("token", "") for e in entries],
+        "token_logprobs": [e.get("logprob") for e in entries],
+        "top_logprobs": [{t.get("token", ""): t.get("logprob") for t in e.get("top_logprobs") or []}
+                         for e in entries],
+        "text_offset": offsets,
+    }

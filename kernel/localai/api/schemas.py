@@ -109,8 +109,9 @@ class ResponseFormat(Request):
 
     def schema_to_enforce(self) -> dict[str, Any] | None:
         """The JSON schema replies must match (any JSON object for ``json_object``), or None."""
-        if self.type == "json_object":
-            return {"type": "object"}
+        if self.type == "json_object":  # with llama.cpp's server's extension: a "schema" to match
+            schema = (self.model_extra or {}).get("schema")
+            return schema if isinstance(schema, dict) and schema else {"type": "object"}
         if self.type == "json_schema":
             if self.json_schema is None:
                 raise BadRequest("response_format of type json_schema needs a json_schema", param="response_format")
