@@ -104,7 +104,8 @@ def run(models_to_run, **options):
                                 external_grpc_backends=",".join(settings.external_grpc_backends))
         for item in models_to_run:
             if gallery.registry.get(item) is None:
-                installed = run_gallery_action(lambda bar: gallery.install(item, progress=bar), item)
+                installed = run_gallery_action(lambda bar: gallery.install(item, progress=bar, local_roots=None),
+                                               item)
                 click.echo(f"installed model {installed}", err=True)
     from .server import run as run_server
 
@@ -177,7 +178,8 @@ def models_install(models_to_install, name: str | None, **options):
     if name and len(models_to_install) > 1:
         raise click.UsageError("--name works with one model only")
     for item in models_to_install:
-        installed = run_gallery_action(lambda bar: gallery.install(item, name=name, progress=bar), item)
+        installed = run_gallery_action(lambda bar: gallery.install(item, name=name, progress=bar, local_roots=None),
+                                       item)
         click.echo(f"installed model {installed}")
 
 

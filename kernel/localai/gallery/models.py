@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 import yaml
@@ -198,7 +198,7 @@ class ModelGallery:
         return ModelEntry(name=stem.lower(), config_file=config, files=[ModelFile(filename=base, uri=uri)])
 
     def check_request(self, id_or_uri: str | None, url: str | None, overrides: dict | None,
-                      local_roots: list[Path]) -> None:
+                      local_roots: Sequence[Path]) -> None:
         """What an API request itself names: local files only under the allowed roots, and no
         operator-only field in its overrides (see :mod:`localai.trust`)."""
         if url:
@@ -207,7 +207,7 @@ class ModelGallery:
             trust.check_local_uri(id_or_uri, local_roots, "id")
         trust.check_config(overrides or {}, "overrides")
 
-    def check_entry(self, entry: ModelEntry, overrides: dict | None, local_roots: list[Path] | None) -> None:
+    def check_entry(self, entry: ModelEntry, overrides: dict | None, local_roots: Sequence[Path] | None) -> None:
         """A resolved entry's own config and files; local files are checked for entries that came
         from the request (not from an operator's gallery) when ``local_roots`` is given."""
         config = deep_merge(as_mapping(entry.config_file, entry.name), entry.overrides)
@@ -220,11 +220,12 @@ class ModelGallery:
 
     def install(self, id_or_uri: str | None, *, url: str | None = None, name: str | None = None,
                 overrides: dict | None = None, progress: Progress | None = None,
-                cancel: threading.Event | None = None, local_roots: list[Path] | None = None) -> str:
+                cancel: threading.Event | None = None, local_roots: Sequence[Path] | None = ()) -> str:
         """Install a model; returns its name. Nothing is written until every file is in place.
 
         Every config is checked against :mod:`localai.trust` (galleries and the API may not set
-        operator-only fields); ``local_roots`` (API requests) limits which local files it may read.
+        operator-only fields). ``local_roots`` limits which local files a request may name: none by
+        default (API callers pass the operator's ``--allow-local-urls``); the CLI passes None (any).
         """
         entry = self.resolve(id_or_uri, url)
         self.check_entry(entry, overrides, local_roots)
