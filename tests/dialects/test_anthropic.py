@@ -105,3 +105,12 @@ def test_api_key_from_x_api_key(tmp_path):
         with pytest.raises(anthropic.AuthenticationError) as info:
             bad.messages.create(model="echo", max_tokens=8, messages=[{"role": "user", "content": "k"}])
         assert info.value.body["error"]["type"] == "authentication_error"
+
+
+def test_image_blocks_need_a_model_that_can_see(client):
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model="echo", max_tokens=8, messages=[
+            {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}])
+    assert info.value.body["error"]["type"] == "invalid_request_error"
+    assert "images" in info.value.body["error"]["message"]

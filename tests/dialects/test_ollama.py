@@ -161,3 +161,9 @@ def test_second_listener_on_ollamas_address(tmp_path):
         assert "echo:latest" in [m.model for m in client.list().models]
         assert client.chat(model="echo", messages=[{"role": "user", "content": "hello world"}]).message.content == ECHO
         assert httpx.get(base + "/v1/models").status_code == 404  # only Ollama's routes there
+
+
+def test_images_need_a_model_that_can_see(client):
+    with pytest.raises(ollama.ResponseError) as info:
+        client.chat(model="echo", messages=[{"role": "user", "content": "What is this?", "images": [b"\x89PNG\r\n"]}])
+    assert info.value.status_code == 400 and "images" in info.value.error
