@@ -73,7 +73,8 @@ def test_stream_raw_wire_format(server):
         text = response.read().decode()
     events = [block.split("\n", 1)[0] for block in text.strip().split("\n\n")]
     assert events == ["event: message_start", "event: ping", "event: content_block_start"] + \
-        ["event: content_block_delta"] * 4 + ["event: content_block_stop", "event: message_delta", "event: message_stop"]
+        ["event: content_block_delta"] * 4 + \
+        ["event: content_block_stop", "event: message_delta", "event: message_stop"]
 
 
 def test_count_tokens(client):

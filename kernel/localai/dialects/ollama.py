@@ -1,12 +1,12 @@
 """Ollama's API on the kernel's chat core, for the ``ollama`` clients, Open WebUI and editor
 plugins (``OLLAMA_HOST=http://127.0.0.1:8080``).
 
-``GET /api/tags``, ``POST /api/show``, ``GET /api/ps``, ``GET /api/version``, ``POST /api/chat``
-and ``POST /api/generate`` (NDJSON streaming unless ``"stream": false``; ``options``, ``format``
+``POST /api/chat`` and ``POST /api/generate`` (NDJSON streaming unless ``"stream": false``; ``options``, ``format``
 ``"json"`` or a JSON schema, ``tools`` with ``message.tool_calls`` arguments as objects,
 ``images``, ``keep_alive``; eval counts and durations in the final object), ``POST /api/embed``,
-``POST /api/embeddings``, ``POST /api/pull`` (installs from the model galleries, streaming
-progress objects) and ``DELETE /api/delete``. ``name:latest`` resolves to ``name``. Errors are
+and ``POST /api/embeddings`` are here; the model routes (``/api/tags``, ``show``, ``ps``,
+``version``, ``pull``, ``delete``) are in :mod:`.ollama_models`, the second listener
+(``--ollama-address``) in :mod:`.ollama_port`. ``name:latest`` resolves to ``name``. Errors are
 ``{"error": "message"}``.
 """
 
@@ -14,203 +14,30 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import math
-import os
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import grpc
 import orjson
 from quart import Blueprint, Response
-from werkzeug.exceptions import HTTPException
 
 from .. import hookimpl
 from ..api import openai as openai_api
 from ..api.common import json_body, state
-from ..errors import APIError, BadRequest, NotFound
+from ..errors import BadRequest
+from . import ollama_models
 from .core import ERROR, TEXT, TOOL, arguments_object, document, resolve_model, start_chat
+from .ollama_models import (NDJSON, apply_keep_alive, install_errors, keep_alive_seconds, model_arg, now_iso,
+                            request_object)
 from .ollama_port import add_run_option, listener
 
 bp = Blueprint("dialect_ollama", __name__)
-OLLAMA_VERSION = "0.12.6"  # the Ollama API level these routes follow (clients compare versions)
-NDJSON = "application/x-ndjson"
+install_errors(bp)
 OPTION_KEYS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed", "stop": "stop",
                "min_p": "min_p", "repeat_penalty": "repeat_penalty", "presence_penalty": "presence_penalty",
                "frequency_penalty": "frequency_penalty"}
-expiry: dict[str, float] = {}  # model -> when keep_alive lets it go
-
-
-@bp.errorhandler(APIError)
-async def api_error(error: APIError):
-    return Response(orjson.dumps({"error": error.message}), status=error.status, content_type="application/json",
-                    headers=error.headers)
-
-
-@bp.errorhandler(HTTPException)
-async def http_error(error: HTTPException):
-    return Response(orjson.dumps({"error": error.description or error.name}), status=error.code or 500,
-                    content_type="application/json")
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def request_object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return body
-
-
-def model_arg(body: dict[str, Any]) -> str:
-    name = body.get("model") or body.get("name")
-    if not isinstance(name, str) or not name:
-        raise BadRequest("model is required")
-    return name
-
-
-def tagged(name: str) -> str:
-    return name if ":" in name else f"{name}:latest"
-
-
-# -- model listings --------------------------------------------------------------------------
-
-
-def model_facts(config) -> dict[str, Any]:
-    """Size, digest, modified time and details of a model, from its files."""
-    path, size, mtime = "", 0, state().started_at
-    try:
-        path = config.model_file(state().settings.models_path)
-        if path and os.path.isfile(path):
-            stat = os.stat(path)
-            size, mtime = stat.st_size, stat.st_mtime
-    except (OSError, FileNotFoundError):
-        pass
-    quant = next((part for part in os.path.basename(path).replace("-", ".").split(".")
-                  if part[:1] in "QF" and any(c.isdigit() for c in part)), "")
-    details = {"parent_model": "", "format": "gguf" if path.endswith(".gguf") else config.backend_name,
-               "family": config.backend_name, "families": [config.backend_name], "parameter_size": "",
-               "quantization_level": quant}
-    digest = hashlib.sha256(f"{config.name}:{path}:{size}:{mtime}".encode()).hexdigest()
-    modified = datetime.fromtimestamp(mtime, timezone.utc).isoformat().replace("+00:00", "Z")
-    return {"size": size, "digest": digest, "modified_at": modified, "details": details}
-
-
-def capabilities(config) -> list[str]:
-    usecases = openai_api.model_usecases(config)
-    out = ["completion"] if usecases & {"chat", "completion"} or not usecases else []
-    if "embeddings" in usecases:
-        out.append("embedding")
-    try:
-        from ..api.capabilities import model_capabilities
-        features = set(model_capabilities(config))
-    except ImportError:  # pragma: no cover - older kernels
-        features = set()
-    out += [name for feature, name in (("tools", "tools"), ("images", "vision")) if feature in features]
-    return out
-
-
-@bp.route("/api/tags", methods=["GET"])
-async def tags():
-    """The installed models, as Ollama lists them."""
-    models = []
-    for config in state().registry.all():
-        facts = model_facts(config)
-        models.append({"name": tagged(config.name), "model": tagged(config.name), **facts})
-    return Response(orjson.dumps({"models": models}), content_type="application/json")
-
-
-@bp.route("/api/show", methods=["POST"])
-async def show():
-    """One model's details, parameters and capabilities."""
-    body = request_object(await json_body())
-    config = find_config(model_arg(body))
-    facts = model_facts(config)
-    params = config.parameters
-    lines = [f"{key} {value}" for key, value in (("temperature", params.temperature), ("top_p", params.top_p),
-                                                  ("top_k", params.top_k), ("num_ctx", config.context_size))
-             if value is not None] + [f'stop "{stop}"' for stop in config.stopwords]
-    info = {"general.architecture": facts["details"]["family"], "general.basename": config.name}
-    if config.context_size:
-        info["context_length"] = config.context_size
-    return Response(orjson.dumps({
-        "modelfile": f"FROM {config.parameters.model}\n", "parameters": "\n".join(lines),
-        "template": config.template.chat or "", "details": facts["details"], "model_info": info,
-        "capabilities": capabilities(config), "modified_at": facts["modified_at"],
-    }), content_type="application/json")
-
-
-def find_config(name: str):
-    registry = state().registry
-    config = registry.get(name)
-    if config is None and ":" in name:
-        base, _, tag = name.rpartition(":")
-        config = registry.get(base) if tag == "latest" or registry.get(base) else None
-    if config is None:
-        raise NotFound(f"model '{name}' not found")
-    return config
-
-
-@bp.route("/api/ps", methods=["GET"])
-async def ps():
-    """The loaded models."""
-    settings = state().settings
-    models = []
-    for model in list(state().manager.loaded.values()):
-        facts = model_facts(model.config)
-        until = expiry.get(model.name) or (time.time() + settings.idle_timeout if settings.idle_timeout > 0
-                                           else time.time() + 10 * 365 * 86400)
-        models.append({"name": tagged(model.name), "model": tagged(model.name), "size": facts["size"],
-                       "digest": facts["digest"], "details": facts["details"], "size_vram": 0,
-                       "context_length": model.config.context_size or 0,
-                       "expires_at": datetime.fromtimestamp(until, timezone.utc).isoformat().replace("+00:00", "Z")})
-    return Response(orjson.dumps({"models": models}), content_type="application/json")
-
-
-@bp.route("/api/version", methods=["GET"])
-async def version():
-    return Response(orjson.dumps({"version": OLLAMA_VERSION}), content_type="application/json")
-
-
-# -- keep_alive --------------------------------------------------------------------------------
-
-
-def keep_alive_seconds(value: Any) -> float | None:
-    """``keep_alive`` in seconds: a number, or a duration like ``"5m"``, ``"1h"``, ``"30s"``; None if unset
-    or negative (keep loaded)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-        unit = next((u for u in ("ms", "s", "m", "h") if text.endswith(u)), "")
-        try:
-            seconds = float(text[: -len(unit)] if unit else text) * units.get(unit, 1)
-        except ValueError:
-            raise BadRequest(f"keep_alive: invalid duration {value!r}") from None
-    return None if seconds < 0 else seconds
-
-
-def apply_keep_alive(manager, name: str, seconds: float | None) -> None:
-    """Unload ``name`` once it has been idle ``seconds`` (0: now), as the idle watchdog would."""
-    if seconds is None:
-        return
-    expiry[name] = time.time() + seconds
-
-    async def check() -> None:
-        await asyncio.sleep(seconds)
-        model = manager.loaded.get(name)
-        if model is not None and model.in_flight == 0 and time.time() >= expiry.get(name, math.inf) - 0.01:
-            expiry.pop(name, None)
-            await manager.unload(name)
-
-    asyncio.get_running_loop().create_task(check())
-
 
 # -- chat and generate -------------------------------------------------------------------------
 
@@ -420,74 +247,6 @@ async def embeddings():
     return Response(orjson.dumps({"embedding": vectors[0]}), content_type="application/json")
 
 
-# -- pull and delete ---------------------------------------------------------------------------
-
-
-@bp.route("/api/pull", methods=["POST"])
-async def pull():
-    """Install a model from the model galleries; progress objects stream as NDJSON."""
-    body = request_object(await json_body())
-    name = model_arg(body)
-    gallery, jobs = state().models, state().gallery.jobs
-    target = name[:-len(":latest")] if name.endswith(":latest") else name
-    gallery.check_request(target, None, {}, list(state().settings.allow_local_urls))
-    entry = await asyncio.to_thread(gallery.resolve, target, None)
-
-    def work(job, progress) -> str:
-        return f"model {gallery.install(target, progress=progress, cancel=job.cancel_event)} installed"
-
-    events = jobs.events()
-    job = jobs.submit("model-install", entry.name, work)
-    digest = "sha256:" + hashlib.sha256(entry.name.encode()).hexdigest()
-
-    async def progress():
-        yield {"status": "pulling manifest"}
-        try:
-            async for status in events:
-                if status["id"] != job.id:
-                    continue
-                if status["processed"]:
-                    if status["error"]:
-                        yield {"error": status["error"]}
-                        return
-                    break
-                if status["file_size"]:
-                    yield {"status": f"pulling {digest[7:19]}", "digest": digest, "total": status["file_size"],
-                           "completed": status["downloaded_size"]}
-        finally:
-            await events.aclose()
-        for step in ("verifying sha256 digest", "writing manifest", "success"):
-            yield {"status": step}
-
-    if body.get("stream") is False:
-        last: dict[str, Any] = {}
-        async for last in progress():
-            if "error" in last:
-                raise APIError(last["error"], status=500)
-        return Response(orjson.dumps(last), content_type="application/json")
-
-    async def lines():
-        async for item in progress():
-            yield orjson.dumps(item) + b"\n"
-
-    response = Response(lines(), content_type=NDJSON)
-    response.timeout = None
-    return response
-
-
-@bp.route("/api/delete", methods=["DELETE"])
-async def delete():
-    """Remove an installed model (its config and files no other model uses)."""
-    body = request_object(await json_body())
-    config = find_config(model_arg(body))
-    gallery = state().models
-    if config.name not in await asyncio.to_thread(gallery.installed_names):
-        raise NotFound(f"model '{model_arg(body)}' is not installed in the models directory")
-    await state().manager.unload(config.name)
-    await asyncio.to_thread(gallery.delete, config.name)
-    return Response(b"", status=200, content_type="text/plain")
-
-
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 OBJECT = {"type": "object"}
 STREAM = {"application/json": OBJECT, NDJSON: {"type": "string"}}
@@ -496,11 +255,15 @@ STREAM = {"application/json": OBJECT, NDJSON: {"type": "string"}}
 @hookimpl
 def localai_register_routes(app):
     app.register_blueprint(bp)
-    documented = {name: {200: {"application/json": OBJECT}}
-                  for name in ("tags", "show", "ps", "version", "embed", "embeddings")}
-    documented.update({"chat": {200: STREAM}, "generate": {200: STREAM}, "pull": {200: STREAM},
-                       "delete": {200: {"text/plain": {"type": "string"}}}})
-    document({f"dialect_ollama.{name}": statuses for name, statuses in documented.items()}, ERROR_SCHEMA)
+    app.register_blueprint(ollama_models.bp)
+    documented = {f"dialect_ollama_models.{name}": {200: {"application/json": OBJECT}}
+                  for name in ("tags", "show", "ps", "version")}
+    documented.update({"dialect_ollama.embed": {200: {"application/json": OBJECT}},
+                       "dialect_ollama.embeddings": {200: {"application/json": OBJECT}},
+                       "dialect_ollama.chat": {200: STREAM}, "dialect_ollama.generate": {200: STREAM},
+                       "dialect_ollama_models.pull": {200: STREAM},
+                       "dialect_ollama_models.delete": {200: {"text/plain": {"type": "string"}}}})
+    document(documented, ERROR_SCHEMA)
 
 
 @hookimpl

@@ -22,7 +22,7 @@ from quart import Blueprint, Response
 from .. import hookimpl
 from ..api.common import json_body, state, versioned
 from ..errors import BadRequest, NotFound
-from .core import ERROR, TEXT, TOOL, new_id, start_chat
+from .core import ERROR, TEXT, new_id, start_chat
 from .response_store import ResponseStore
 
 bp = Blueprint("dialect_responses", __name__)
@@ -159,7 +159,9 @@ def usage_of(turn) -> dict[str, Any]:
 
 
 def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if status == "completed" else []
+    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+    if status != "completed":
+        content = []
     return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
 
 
