@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import openai
 import pytest
 
 from localai.backends.process import LocalProcess, free_port
@@ -128,6 +129,23 @@ def test_run_sh_refuses_deps_built_for_another_python(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "deps/ was built for cpython-39-x86_64-linux-gnu" in proc.stderr, proc.stderr
     assert f"{sys.executable} is cpython-" in proc.stderr and f"PYTHON={sys.executable} ./install.sh" in proc.stderr
+
+
+def test_the_abi_error_reaches_the_api_client(tmp_path, localai_server):
+    copy = clean_copy(tmp_path)
+    (copy / "deps").mkdir()
+    (copy / "deps" / "ABI").write_text("cpython-39-x86_64-linux-gnu\n")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "markov.yaml").write_text("name: markov\nbackend: template\nknown_usecases: [chat]\n"
+                                        "template: {use_tokenizer_template: true}\n")
+    server = localai_server(models, env={"LOCALAI_EXTERNAL_GRPC_BACKENDS": f"template:{copy / 'run.sh'}"})
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="x", max_retries=0, timeout=60)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="markov", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code >= 500
+    message = str(caught.value)
+    assert "deps/ was built for cpython-39-x86_64-linux-gnu" in message and "./install.sh" in message, message
 
 
 def test_package_refuses_a_venv_with_a_hint(tmp_path, oci_registry):
