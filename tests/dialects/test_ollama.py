@@ -139,6 +139,10 @@ def test_pull_with_progress_then_chat_and_delete(localai_server, gallery, tmp_pa
     assert client.pull("pulled-model", stream=False).status == "success"  # again: already there
     with pytest.raises(ollama.ResponseError):
         client.pull("no-such-model")
+    (tmp_path / "local.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ollama.ResponseError) as refused:  # local files only under --allow-local-urls
+        client.pull(f"file://{tmp_path / 'local.gguf'}")
+    assert refused.value.status_code in (400, 403)
     assert client.delete("pulled-model:latest").status == "success"
     assert "pulled-model:latest" not in [m.model for m in client.list().models]
     assert not (tmp_path / "models" / "pulled" / "weights.bin").exists()

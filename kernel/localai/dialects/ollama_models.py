@@ -214,11 +214,13 @@ async def pull():
     name = model_arg(body)
     gallery, jobs = state().models, state().gallery.jobs
     target = name[:-len(":latest")] if name.endswith(":latest") else name
-    gallery.check_request(target, None, {}, list(state().settings.allow_local_urls))
+    roots = list(state().settings.allow_local_urls)  # local files only under --allow-local-urls
+    gallery.check_request(target, None, {}, roots)
     entry = await asyncio.to_thread(gallery.resolve, target, None)
 
     def work(job, progress) -> str:
-        return f"model {gallery.install(target, progress=progress, cancel=job.cancel_event)} installed"
+        name = gallery.install(target, progress=progress, cancel=job.cancel_event, local_roots=roots)
+        return f"model {name} installed"
 
     events = jobs.events()
     job = jobs.submit("model-install", entry.name, work)
