@@ -18,7 +18,6 @@ class DownloadError(Exception):
         self.cancelled = cancelled
 
 
-
 def hf_endpoint() -> str:
     """``HF_ENDPOINT`` (or ``HF_MIRROR``) without a trailing slash; huggingface.co by default."""
     endpoint = os.environ.get("HF_ENDPOINT") or os.environ.get("HF_MIRROR") or HF_DEFAULT

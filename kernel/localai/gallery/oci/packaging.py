@@ -17,7 +17,6 @@ from .reference import OCIError, Reference
 from .registry import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Client, host_platform, http_error
 
 
-
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -17,7 +17,6 @@ class OCIError(Exception):
     """Any failure to resolve, pull, verify, apply, build or push an image."""
 
 
-
 @dataclass(frozen=True)
 class Reference:
     """A parsed image reference; ``tag`` defaults to ``latest`` unless a digest is given."""
