@@ -33,7 +33,7 @@ from ..api import openai as openai_api
 from ..api.common import state
 from ..api.schemas import ChatCompletionRequest, parse
 from ..backends.http_upstream import is_http_model
-from ..errors import APIError, BadRequest, ModelNotFound
+from ..errors import APIError, ModelNotFound
 from ..models.config import ModelConfig
 from ..proto import backend_pb2
 
@@ -205,9 +205,10 @@ async def start_chat(body: dict[str, Any], config: ModelConfig | None = None, *,
     req = parse(ChatCompletionRequest, body)
     if config is None:
         config = resolve_model(req.model)
-    if is_http_model(config):
-        raise BadRequest(f"model {config.name!r} is served by an HTTP upstream; only /v1/chat/completions "
-                         "serves it", param="model", code="unsupported_model")
+    if is_http_model(config):  # an OpenAI-compatible upstream gets the chat body as it is
+        from .upstream import start_upstream_chat
+
+        return await start_upstream_chat(body, req, config, app_state, started, list(stops or []))
     if require_features is not None:
         require_features(config, chat_features(req), body)
     options = chat_options(req, config)
