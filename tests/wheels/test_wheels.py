@@ -156,6 +156,9 @@ def test_wheel_install_outside_the_checkout(wheels, tmp_path_factory):
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_ready(f"http://127.0.0.1:{port}/readyz", server, log)
+        for path, marker in (("/ui/models", b"<html"), ("/static/app.js", b"function")):  # UI files from the wheel
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as resp:
+                assert resp.status == 200 and marker in resp.read(), path
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="not-needed", max_retries=0,
                                timeout=120)
         reply = client.chat.completions.create(model="smollm2", max_tokens=24, temperature=0, seed=1,
