@@ -157,3 +157,16 @@ def test_openai_agents_calls_a_function_tool(dialect_server):
 
     output = asyncio.run(run())
     assert calls == ["echo"] and "sunny in echo" in output
+
+
+def test_sdk_parse_helpers_get_validated_objects(client, rclient):
+    from pydantic import BaseModel
+
+    class Keys(BaseModel):
+        keys: list[str]
+
+    parsed = rclient.responses.parse(model="echo", input="x", text_format=Keys)
+    assert parsed.output_parsed == Keys(keys=["keys"])  # the backend saw the model's own JSON schema
+    message = client.messages.parse(model="echo", max_tokens=64, output_format=Keys,
+                                    messages=[{"role": "user", "content": "x"}])
+    assert message.parsed_output == Keys(keys=["keys"])
