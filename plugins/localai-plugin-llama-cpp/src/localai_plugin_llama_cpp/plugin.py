@@ -13,6 +13,8 @@ from localai import hookimpl
 from localai.backends.spec import BackendSpec, package_path
 
 USECASES = ("chat", "completion", "embeddings", "tokenize")
+# request features it honours: tool calls and json_schema replies forced by GBNF grammars
+FEATURES = ("tools", "json_schema", "grammar", "logprobs")
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -31,6 +33,7 @@ def localai_backends() -> list[BackendSpec]:
             description="GGUF language models via llama-cpp-python (chat, completion, "
             "embeddings, tokenize)",
             aliases=("llama-cpp", "llama", "go-llama", "llama.cpp"),
+            features=FEATURES,
         )
     ]
 

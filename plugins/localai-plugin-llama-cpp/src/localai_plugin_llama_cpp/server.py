@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import functools
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from typing import Any, Callable
 
 from localai.backend_server import (BadRequest, NotLoaded, abort_for, chat_message, check_identity, model_file,
                                     parse_options, status_response, template_kwargs, truthy)
+from localai.backend_chat import Plan, PlanError, StreamShaper, finish_reply, plan
 from localai.backend_worker import Failure, Job, Worker
 from localai.proto import backend_pb2, backend_pb2_grpc
 
@@ -194,14 +196,34 @@ class Engine:
         self.pieces[tok] = info
         return info
 
-    def _prompt(self, req: Any) -> tuple[list[int], list[str]]:
+    def _logprob(self, tok: int, piece: bytes, top_n: int) -> dict[str, Any]:
+        """OpenAI's logprobs entry of a sampled token, from the logits it was sampled from."""
+        import numpy as np
+
+        llm = self.llm
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))
+        peak = float(logits.max())
+        norm = peak + math.log(float(np.exp(logits - peak).sum()))
+
+        def entry(token: int, raw: bytes) -> dict[str, Any]:
+            return {"token": raw.decode("utf-8", "replace"), "logprob": float(logits[token]) - norm, "bytes": list(raw)}
+
+        out = entry(tok, piece)
+        top: list[dict[str, Any]] = []
+        if top_n > 0:
+            best = np.argpartition(-logits, top_n)[:top_n]
+            for token in best[np.argsort(-logits[best])]:
+                raw = (self.pieces.get(int(token)) or self._piece(int(token)))[0]
+                top.append(entry(int(token), raw))
+        out["top_logprobs"] = top
+        return out
+
+    def _prompt(self, req: Any, prepared: Plan) -> tuple[list[int], list[str]]:
         """Prompt tokens and extra stop words (from the chat template, if used)."""
         llm = self.llm
         extra_stops: list[str] = []
-        if req.UseTokenizerTemplate and req.Messages:
-            kwargs: dict[str, Any] = {"tools": json.loads(req.Tools)} if req.Tools else {}
-            kwargs.update(template_kwargs(req.Metadata))
-            res = self.formatter(messages=[chat_message(m) for m in req.Messages], **kwargs)
+        if prepared.messages:
+            res = self.formatter(messages=prepared.messages, **template_kwargs(req.Metadata))
             text, add_bos = res.prompt, not res.added_special
             if res.stop:
                 extra_stops = [res.stop] if isinstance(res.stop, str) else list(res.stop)
@@ -221,7 +243,12 @@ class Engine:
         """Predict/PredictStream: streamed pieces go to ``job.out``; returns the last Reply."""
         llm = self._require()
         t0 = time.perf_counter()
-        tokens, stops = self._prompt(req)
+        messages = [chat_message(m) for m in req.Messages] if req.UseTokenizerTemplate and req.Messages else None
+        try:
+            prepared = plan(req.Tools, req.ToolChoice, req.Metadata, messages)
+        except PlanError as exc:
+            raise BadRequest(str(exc)) from None
+        tokens, stops = self._prompt(req, prepared)
         stops = [s for s in req.StopPrompts if s] + stops
         n_prompt = len(tokens)
         room = llm.n_ctx() - n_prompt
@@ -229,11 +256,14 @@ class Engine:
             raise BadRequest(f"the prompt has {n_prompt} tokens, the context size is {llm.n_ctx()}")
         max_tokens = min(req.Tokens, room) if req.Tokens > 0 else room
         grammar = None
-        if req.Grammar:
+        if req.Grammar and prepared.schema is not None:
+            raise BadRequest("a grammar cannot be combined with a response schema or a forced tool call")
+        if req.Grammar or prepared.schema is not None:
             try:
-                grammar = llama_cpp.LlamaGrammar.from_string(req.Grammar, verbose=False)
+                source = req.Grammar or schema_grammar(json.dumps(prepared.schema, sort_keys=True))
+                grammar = llama_cpp.LlamaGrammar.from_string(source, verbose=False)
             except Exception as exc:  # noqa: BLE001
-                raise BadRequest(f"invalid grammar: {exc}") from exc
+                raise BadRequest(f"invalid grammar or JSON schema: {exc}") from exc
         llm.set_seed((req.Seed & 0xFFFFFFFF) if req.Seed else random.getrandbits(32))
         gen = llm.generate(
             tokens,
@@ -252,6 +282,17 @@ class Engine:
         )
         parts: list[bytes] = []
         emit = job.out.put if stream else parts.append
+        shaper = StreamShaper(prepared) if stream and prepared.mode else None
+        top_n = req.TopLogprobs if req.Logprobs else -1  # -1: no logprobs asked for
+        logprobs: list[dict[str, Any]] = []  # streamed: those of the tokens not sent yet
+        if stream and (shaper is not None or top_n >= 0):
+            def emit(data: bytes) -> None:
+                lp = json.dumps({"content": logprobs}).encode() if top_n >= 0 else b""
+                logprobs.clear()
+                if shaper is None:
+                    job.out.put(backend_pb2.Reply(message=data, logprobs=lp))
+                for reply in shaper.feed(data.decode("utf-8"), lp) if shaper is not None else ():
+                    job.out.put(reply)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         pieces, piece = self.pieces, self._piece
         stop_at_eog = not req.IgnoreEOS
@@ -269,6 +310,8 @@ class Engine:
                 if info[1] and stop_at_eog:
                     break
                 n += 1
+                if top_n >= 0:
+                    logprobs.append(self._logprob(tok, info[0], top_n))
                 text = decoder.decode(info[0])
                 if text:
                     if not stops:
@@ -302,13 +345,19 @@ class Engine:
         t_end = time.perf_counter()
         if not t_first:
             t_first = t_end
-        return backend_pb2.Reply(
-            message=b"".join(parts),
+        for reply in shaper.finish() if shaper is not None else ():
+            job.out.put(reply)
+        text = b"".join(parts)
+        reply = backend_pb2.Reply(
+            message=text,
             tokens=n,
             prompt_tokens=n_prompt,
             timing_prompt_processing=(t_first - t0) * 1000.0,
             timing_token_generation=(t_end - t_first) * 1000.0,
         )
+        if top_n >= 0 and not stream:
+            reply.logprobs = json.dumps({"content": logprobs}).encode()
+        return reply if stream else finish_reply(prepared, text.decode("utf-8", "replace"), reply)
 
     # -- embeddings and tokens ---------------------------------------------------------
 
@@ -347,6 +396,14 @@ class Engine:
         """TokenizeString: the prompt's tokens, special tokens parsed, no BOS added."""
         toks = self._require().tokenize(req.Prompt.encode("utf-8"), add_bos=False, special=True)
         return backend_pb2.TokenizationResponse(length=len(toks), tokens=toks)
+
+
+@functools.lru_cache(maxsize=64)
+def schema_grammar(schema_json: str) -> str:
+    """GBNF for a JSON schema (llama-cpp-python's port of llama.cpp's converter)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return json_schema_to_gbnf(schema_json)
 
 
 class LlamaServicer(backend_pb2_grpc.BackendServicer):
@@ -395,6 +452,8 @@ class LlamaServicer(backend_pb2_grpc.BackendServicer):
                     yield Reply(message=item)
                 elif type(item) is Failure:
                     abort_for(item.exc, context, "llama-cpp")
+                elif item.message or item.chat_deltas:  # a shaped piece (tool calls)
+                    yield item
                 else:
                     yield item
                     return

@@ -106,10 +106,15 @@ def request_body(req: Any) -> tuple[bool, dict[str, Any]]:
     return False, body
 
 
+# compact JSON (one space after ":" and ","): the wheel's grammar engine (llguidance) otherwise
+# allows any whitespace between tokens, where a small model can loop until max_tokens
+COMPACT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
+
+
 @functools.lru_cache(maxsize=64)
 def schema_grammar(schema_json: str) -> str:
-    """llama.cpp's own JSON schema → GBNF conversion (the one its server uses)."""
-    return xl.json_schema_to_grammar(json.loads(schema_json))
+    """llama.cpp's own JSON schema → grammar conversion (the one its server uses)."""
+    return xl.json_schema_to_grammar({**json.loads(schema_json), "x-guidance": COMPACT})
 
 
 def prepare(req: Any) -> tuple[bool, dict[str, Any], Plan]:
