@@ -73,13 +73,17 @@
 
   /** Open the key dialog (once, however many requests are waiting); true when a key was saved. */
   function askKey(reason) {
-    if (keyPrompt) return keyPrompt;
+    const rejected = "The server rejected that key. Check it and try again.";
+    if (keyPrompt) {
+      if (reason === "rejected") show($("#key-dialog-error"), rejected); // a key failed while it is open
+      return keyPrompt;
+    }
     const dialog = $("#key-dialog");
     if (!dialog || typeof dialog.showModal !== "function") return Promise.resolve(false);
     keyPrompt = new Promise((resolve) => {
       const input = $("#key-input");
       input.value = currentKey();
-      show($("#key-dialog-error"), reason === "rejected" ? "The server rejected that key. Check it and try again." : "");
+      show($("#key-dialog-error"), reason === "rejected" ? rejected : "");
       $("#key-dialog-title").textContent = reason === "manage" ? "API key" : "API key required";
       dialog.returnValue = "";
       dialog.addEventListener("close", () => {
@@ -137,7 +141,10 @@
         if (error.name === "AbortError") throw error;
         throw new HttpError(0, `cannot reach the server (${error.message})`);
       }
-      if (response.status === 401 && attempt < 5 && (await askKey(key ? "rejected" : "required"))) continue;
+      if (response.status === 401 && attempt < 5) {
+        if (currentKey() && currentKey() !== key) continue; // sent before the user gave a (new) key
+        if (await askKey(key ? "rejected" : "required")) continue;
+      }
       if (!response.ok) throw await errorFrom(response);
       return response;
     }
