@@ -2,7 +2,7 @@
 
 from localai.backend_server import serve
 
-from .server import LlamaServicer
+from .servicer import LlamaServicer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""gRPC servicer of the llama-cpp backend (llama-cpp-python).
+"""The llama-cpp-python engine of the llama-cpp backend (its servicer: :mod:`.servicer`).
 
 Every llama_cpp call, its import included, runs on one dedicated worker thread for the
 life of the process. With OpenMP builds, decode gets about a third slower once a second OS
@@ -30,13 +30,13 @@ import math
 import os
 import random
 import time
-from typing import Any, Callable
+from typing import Any
 
-from localai.backend_server import (BadRequest, NotLoaded, abort_for, chat_message, check_identity, model_file,
-                                    parse_options, status_response, template_kwargs, truthy)
+from localai.backend_server import (BadRequest, NotLoaded, chat_message, model_file, parse_options, template_kwargs,
+                                    truthy)
 from localai.backend_chat import Plan, PlanError, StreamShaper, finish_reply, plan
-from localai.backend_worker import Failure, Job, Worker
-from localai.proto import backend_pb2, backend_pb2_grpc
+from localai.backend_worker import Job
+from localai.proto import backend_pb2
 
 llama_cpp: Any = None  # imported on the worker thread by LoadModel
 
@@ -286,13 +286,15 @@ class Engine:
         top_n = req.TopLogprobs if req.Logprobs else -1  # -1: no logprobs asked for
         logprobs: list[dict[str, Any]] = []  # streamed: those of the tokens not sent yet
         if stream and (shaper is not None or top_n >= 0):
-            def emit(data: bytes) -> None:
+            def emit_shaped(data: bytes) -> None:
                 lp = json.dumps({"content": logprobs}).encode() if top_n >= 0 else b""
                 logprobs.clear()
                 if shaper is None:
                     job.out.put(backend_pb2.Reply(message=data, logprobs=lp))
                 for reply in shaper.feed(data.decode("utf-8"), lp) if shaper is not None else ():
                     job.out.put(reply)
+
+            emit = emit_shaped
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         pieces, piece = self.pieces, self._piece
         stop_at_eog = not req.IgnoreEOS
@@ -404,74 +406,3 @@ def schema_grammar(schema_json: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     return json_schema_to_gbnf(schema_json)
-
-
-class LlamaServicer(backend_pb2_grpc.BackendServicer):
-    """The Backend service; handlers relay work to the single llama worker thread."""
-
-    def __init__(self) -> None:
-        self.worker = Worker("llama-worker")
-        self.engine = Engine()
-        self.model = ""
-
-    def _check(self, request: Any, context: Any) -> None:
-        if self.model:
-            check_identity(request.ModelIdentity, self.model, context)
-
-    def _call(self, context: Any, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return self.worker.call(fn, *args)
-        except Exception as exc:  # noqa: BLE001
-            abort_for(exc, context, "llama-cpp")
-
-    def Health(self, request, context):
-        return backend_pb2.Reply(message=b"OK")
-
-    def LoadModel(self, request, context):
-        try:
-            result = self.worker.call(self.engine.load, request)
-        except Exception as exc:  # noqa: BLE001
-            result = backend_pb2.Result(success=False, message=f"failed to load model: {exc}")
-        if result.success:
-            self.model = request.Model or request.ModelFile
-        return result
-
-    def Predict(self, request, context):
-        self._check(request, context)
-        return self._call(context, self.engine.generate, request, False)
-
-    def PredictStream(self, request, context):
-        self._check(request, context)
-        job = self.worker.submit(self.engine.generate, request, True)
-        context.add_callback(job.cancel)
-        out, Reply = job.out, backend_pb2.Reply
-        try:
-            while True:
-                item = out.get()
-                if type(item) is bytes:
-                    yield Reply(message=item)
-                elif type(item) is Failure:
-                    abort_for(item.exc, context, "llama-cpp")
-                elif item.message or item.chat_deltas:  # a shaped piece (tool calls)
-                    yield item
-                else:
-                    yield item
-                    return
-        finally:
-            job.cancel()
-
-    def Embedding(self, request, context):
-        self._check(request, context)
-        return self._call(context, self.engine.embed, request)
-
-    def TokenizeString(self, request, context):
-        self._check(request, context)
-        return self._call(context, self.engine.tokenize, request)
-
-    def Status(self, request, context):
-        return status_response(self.engine.llm is not None, self.worker.busy)
-
-    def Free(self, request, context):
-        result = self.worker.call(self.engine.free)
-        self.model = ""
-        return result

@@ -24,7 +24,6 @@ Prompt KV survives unloads: see :mod:`localai_plugin_xllamacpp.kv_cache` (the ke
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import queue
@@ -34,13 +33,14 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from localai.backend_server import (BadRequest, NotLoaded, abort_for, chat_message, check_identity, model_file,
-                                    parse_options, status_response, template_kwargs, truthy)
-from localai.backend_chat import Plan, PlanError, StreamShaper, finish_reply, plan
+from localai.backend_server import (BadRequest, NotLoaded, abort_for, check_identity, model_file,
+                                    parse_options, status_response, truthy)
+from localai.backend_chat import StreamShaper, finish_reply
 from localai.backend_worker import Failure
 from localai.proto import backend_pb2, backend_pb2_grpc
 
 from .kv_cache import SlotCache, open_store
+from .request_body import prepare
 
 DEFAULT_PARALLEL = 4
 DEFAULT_CONTEXT = 2048
@@ -66,80 +66,6 @@ def _checked(result: Any) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise EngineError({"message": f"unexpected answer from llama.cpp: {result!r}"})
     return result
-
-
-def request_body(req: Any) -> tuple[bool, dict[str, Any]]:
-    """(is chat, the OpenAI-style request body llama.cpp's server takes) for PredictOptions."""
-    body: dict[str, Any] = {
-        "temperature": req.Temperature,
-        "min_p": req.MinP,
-        "frequency_penalty": req.FrequencyPenalty,
-        "presence_penalty": req.PresencePenalty,
-    }
-    if req.Tokens > 0:
-        body["max_tokens"] = req.Tokens
-    if req.TopP > 0:
-        body["top_p"] = req.TopP
-    if req.TopK > 0:
-        body["top_k"] = req.TopK
-    if req.TypicalP > 0:
-        body["typical_p"] = req.TypicalP
-    if req.Penalty > 0:
-        body["repeat_penalty"] = req.Penalty
-    if req.Seed:
-        body["seed"] = req.Seed & 0xFFFFFFFF
-    if req.StopPrompts:
-        body["stop"] = [s for s in req.StopPrompts if s]
-    if req.IgnoreEOS:
-        body["ignore_eos"] = True
-    if req.Grammar:
-        body["grammar"] = req.Grammar
-    if req.Mirostat:
-        body.update(mirostat=req.Mirostat, mirostat_tau=req.MirostatTAU or 5.0, mirostat_eta=req.MirostatETA or 0.1)
-    if req.UseTokenizerTemplate and req.Messages:
-        body["messages"] = [chat_message(m) for m in req.Messages]
-        kwargs = template_kwargs(req.Metadata)
-        if kwargs:
-            body["chat_template_kwargs"] = kwargs
-        return True, body
-    body["prompt"] = req.Prompt
-    return False, body
-
-
-# compact JSON (one space after ":" and ","): the wheel's grammar engine (llguidance) otherwise
-# allows any whitespace between tokens, where a small model can loop until max_tokens
-COMPACT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
-
-
-@functools.lru_cache(maxsize=64)
-def schema_grammar(schema_json: str) -> str:
-    """llama.cpp's own JSON schema → grammar conversion (the one its server uses)."""
-    return xl.json_schema_to_grammar({**json.loads(schema_json), "x-guidance": COMPACT})
-
-
-def prepare(req: Any) -> tuple[bool, dict[str, Any], Plan]:
-    """The request body with tools, tool choice and the reply schema applied (see backend_chat)."""
-    chat, body = request_body(req)
-    try:
-        prepared = plan(req.Tools, req.ToolChoice, req.Metadata, body.get("messages"))
-    except PlanError as exc:
-        raise BadRequest(str(exc)) from None
-    if prepared.messages is not None:
-        body["messages"] = prepared.messages
-    if prepared.schema is not None:
-        if req.Grammar:
-            raise BadRequest("a grammar cannot be combined with a response schema or a forced tool call")
-        try:
-            body["grammar"] = schema_grammar(json.dumps(prepared.schema, sort_keys=True))
-        except Exception as exc:  # noqa: BLE001 - llama.cpp refuses the schema
-            raise BadRequest(f"the JSON schema cannot be turned into a grammar: {exc}") from None
-    if req.Logprobs:
-        if chat:
-            body["logprobs"] = True
-            body["top_logprobs"] = req.TopLogprobs
-        else:
-            body["logprobs"] = max(1, req.TopLogprobs)
-    return chat, body, prepared
 
 
 def _reply(usage: dict[str, Any] | None, timings: dict[str, Any] | None, message: bytes = b"") -> Any:
