@@ -58,6 +58,25 @@ class Renamer:
         return data.replace(self.old, self.new).replace(self.old_spaced, self.new)
 
 
+async def open_stream(manager: Any, model: Any, name: str, path: str, payload: bytes,
+                      headers: dict[str, str]) -> httpx.Response:
+    """POST to the upstream of an acquired ``model`` and return the streaming response; on a
+    failure (no answer, or a 4xx/5xx) release the model and raise the matching API error."""
+    upstream = model.upstream
+    request = upstream.client.build_request("POST", path, content=payload, headers=headers)
+    try:
+        response = await upstream.client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        manager.release(model)
+        raise upstream_error(exc, name, f"{upstream.options.upstream_url}{path}") from None
+    if response.status_code >= 400:
+        content = await response.aread()
+        await response.aclose()
+        manager.release(model)
+        raise error_from_response(response.status_code, content, name)
+    return response
+
+
 async def forward_json(config: ModelConfig, path: str, body: dict[str, Any], *, stream: bool = False,
                        binary: bool = False) -> Response:
     """POST ``body`` (model name mapped) to the upstream ``path``; relay the answer."""
@@ -82,17 +101,7 @@ async def forward_json(config: ModelConfig, path: str, body: dict[str, Any], *, 
         return Response(content, status=response.status_code,
                         content_type=response.headers.get("content-type", "application/json"))
 
-    request = upstream.client.build_request("POST", path, content=payload, headers=headers)
-    try:
-        response = await upstream.client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        manager.release(model)
-        raise upstream_error(exc, config.name, url) from None
-    if response.status_code >= 400:
-        content = await response.aread()
-        await response.aclose()
-        manager.release(model)
-        raise error_from_response(response.status_code, content, config.name)
+    response = await open_stream(manager, model, config.name, path, payload, headers)
 
     async def relay():
         try:

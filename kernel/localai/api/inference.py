@@ -171,18 +171,9 @@ def tool_call_delta(piece: backend_pb2.ToolCallDelta) -> dict[str, Any]:
     return {"index": piece.index, "function": {"arguments": piece.arguments}}
 
 
-async def stream_response(
-    manager: ModelManager,
-    model: LoadedModel,
-    options: backend_pb2.PredictOptions,
-    chunks: Chunks,
-    *,
-    opening: list[bytes],
-    closing,
-    limit: int,
-) -> Response:
-    """Start PredictStream, wait for its first reply (so early failures are real HTTP errors),
-    then stream one SSE event per reply. A failure mid-stream becomes an SSE error event."""
+async def start_stream(manager: Any, model: LoadedModel, options: backend_pb2.PredictOptions) -> tuple[Any, Any, Any]:
+    """Start PredictStream and wait for its first reply (None for an empty stream), so that early
+    failures become HTTP errors; the model is released on failure. Returns (call, replies, first)."""
     call = model.stub.PredictStream(options)
     replies = call.__aiter__()
     try:
@@ -196,6 +187,22 @@ async def stream_response(
         call.cancel()
         manager.release(model)
         raise
+    return call, replies, first
+
+
+async def stream_response(
+    manager: ModelManager,
+    model: LoadedModel,
+    options: backend_pb2.PredictOptions,
+    chunks: Chunks,
+    *,
+    opening: list[bytes],
+    closing,
+    limit: int,
+) -> Response:
+    """Start PredictStream, wait for its first reply (so early failures are real HTTP errors),
+    then stream one SSE event per reply. A failure mid-stream becomes an SSE error event."""
+    call, replies, first = await start_stream(manager, model, options)
 
     async def events() -> AsyncIterator[bytes]:
         completion_tokens = prompt_tokens = cached_tokens = pieces = 0

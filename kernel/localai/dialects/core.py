@@ -31,6 +31,7 @@ import grpc
 
 from ..api import openai as openai_api
 from ..api.common import state
+from ..api.inference import start_stream
 from ..api.schemas import ChatCompletionRequest, parse
 from ..backends.http_upstream import is_http_model
 from ..errors import APIError, ModelNotFound
@@ -214,19 +215,7 @@ async def start_chat(body: dict[str, Any], config: ModelConfig | None = None, *,
     options = chat_options(req, config)
     model = await app_state.manager.acquire(config.name)
     loaded = time.perf_counter()
-    call = model.stub.PredictStream(options)
-    replies = call.__aiter__()
-    try:
-        first = await replies.__anext__()
-    except StopAsyncIteration:
-        first = None
-    except grpc.aio.AioRpcError as exc:
-        app_state.manager.release(model)
-        raise await model.rpc_error(exc, "PredictStream") from None
-    except BaseException:
-        call.cancel()
-        app_state.manager.release(model)
-        raise
+    call, replies, first = await start_stream(app_state.manager, model, options)
     return ChatTurn(body, config, options, model, call, replies, first, stops=list(stops or []),
                     started=started, loaded=loaded, manager=app_state.manager, host=app_state.host)
 

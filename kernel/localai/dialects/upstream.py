@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import httpx
 import orjson
 
-from ..api.forward import error_from_response, upstream_error
+from ..api.forward import open_stream, upstream_error
 from ..errors import APIError
 from ..proto import backend_pb2
 from .core import ERROR, TEXT, TOOL, ChatTurn
@@ -79,17 +79,7 @@ async def start_upstream_chat(body: dict[str, Any], req: Any, config, app_state,
     if stops:
         payload["stop"] = stops
     url = f"{upstream.options.upstream_url}/chat/completions"
-    request = upstream.client.build_request("POST", "/chat/completions", content=orjson.dumps(payload),
-                                            headers={"Content-Type": "application/json", **upstream.headers()})
-    try:
-        response = await upstream.client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        manager.release(model)
-        raise upstream_error(exc, config.name, url) from None
-    if response.status_code >= 400:
-        content = await response.aread()
-        await response.aclose()
-        manager.release(model)
-        raise error_from_response(response.status_code, content, config.name)
+    response = await open_stream(manager, model, config.name, "/chat/completions", orjson.dumps(payload),
+                                 {"Content-Type": "application/json", **upstream.headers()})
     return UpstreamTurn(body, config, backend_pb2.PredictOptions(Tokens=req.token_limit or 0), model, url, None,
                         response, started=started, loaded=loaded, manager=manager, host=app_state.host)
