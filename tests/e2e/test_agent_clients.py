@@ -18,7 +18,6 @@ from langchain_core.tools import tool as lc_tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
-from localai.testing.server import LocalAIServer
 
 MODEL = "smollm2"
 
@@ -40,13 +39,6 @@ class Counter:
 
     def chat_calls(self) -> int:
         return sum(r.endswith("/chat/completions") for r in self.requests)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
-    with LocalAIServer(models, args=["--threads", "2"]) as srv:
-        yield srv
 
 
 @pytest.fixture

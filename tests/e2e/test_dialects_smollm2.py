@@ -7,20 +7,10 @@ from __future__ import annotations
 import anthropic
 import ollama
 import openai
-import pytest
 
-from localai.testing.server import LocalAIServer
 
 MODEL = "smollm2"
 QUESTION = "What is the capital of France? Answer in one word."
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dialects-e2e")
-    with LocalAIServer(root / "models", args=["--threads", "2"], cwd=root,
-                       env={"LOCALAI_DATA_PATH": str(root / "data")}) as srv:
-        yield srv
 
 
 def test_anthropic_messages_create_and_stream(server):

@@ -10,9 +10,7 @@ import anthropic
 import jsonschema
 import ollama
 import openai
-import pytest
 
-from localai.testing.server import LocalAIServer
 
 MODEL = "smollm2"
 CITY = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"],
@@ -20,14 +18,6 @@ CITY = {"type": "object", "properties": {"city": {"type": "string", "maxLength":
 PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 30}, "age": {"type": "integer"}},
           "required": ["name", "age"], "additionalProperties": False}
 ASK = "What is the weather like in Paris right now?"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dialects-tools-e2e")
-    with LocalAIServer(root / "models", args=["--threads", "2"], cwd=root,
-                       env={"LOCALAI_DATA_PATH": str(root / "data")}) as srv:
-        yield srv
 
 
 def test_anthropic_forced_tool_use_then_tool_result(server):

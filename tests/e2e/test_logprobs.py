@@ -4,20 +4,11 @@ legacy shape (tokens, token_logprobs, top_logprobs, text_offset)."""
 
 from __future__ import annotations
 
-import openai
 import pytest
 
-from localai.testing.server import LocalAIServer
 
 MODEL = "smollm2"
 ASK = [{"role": "user", "content": "Name three colours."}]
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
-    with LocalAIServer(models, args=["--threads", "2"]) as srv:
-        yield openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0, timeout=120)
 
 
 def test_chat_logprobs_and_top_logprobs(client):

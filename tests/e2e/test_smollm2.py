@@ -15,22 +15,9 @@ import httpx
 import openai
 import pytest
 
-from localai.testing.server import LocalAIServer
 
 MODEL = "smollm2"
 LONG_PROMPT = "Write a long, detailed essay about the history of the Roman Empire."
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
-    with LocalAIServer(models, args=["--threads", "2"]) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="not-needed", max_retries=0, timeout=120)
 
 
 def chat(client, content, **kwargs):

@@ -8,11 +8,9 @@ import json
 from enum import Enum
 
 import jsonschema
-import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from localai.testing.server import LocalAIServer
 
 MODEL = "smollm2"
 
@@ -69,13 +67,6 @@ TIME = {"type": "function", "function": {
                    "$defs": {"Zone": {"type": "string", "enum": ["UTC", "CET", "PST"]}}}}}
 TOOLS = [WEATHER, TIME]
 ASK = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
-    with LocalAIServer(models, args=["--threads", "2"]) as srv:
-        yield openai.OpenAI(base_url=srv.base_url + "/v1", api_key="x", max_retries=0, timeout=180)
 
 
 def chat(client, messages, **kwargs):
