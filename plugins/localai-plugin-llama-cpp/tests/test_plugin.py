@@ -45,7 +45,7 @@ def test_schema_grammar_strings_refuse_control_characters():
 
     import llama_cpp
 
-    from localai_plugin_llama_cpp.server import schema_grammar
+    from localai_plugin_llama_cpp.constraints import schema_grammar
 
     grammar = schema_grammar(json.dumps({"type": "object", "properties": {"city": {"type": "string", "maxLength": 9},
                                                                           "note": {"type": "string"}}}))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import functools
 import json
 import math
 import os
@@ -38,28 +37,9 @@ from localai.backend_chat import Plan, PlanError, StreamShaper, finish_reply, pl
 from localai.backend_worker import Job
 from localai.proto import backend_pb2
 
+from .constraints import find_stop, partial_stop, schema_grammar
+
 llama_cpp: Any = None  # imported on the worker thread by LoadModel
-
-
-def _find_stop(text: str, stops: list[str]) -> int:
-    """Index of the earliest stop word in ``text``, or -1."""
-    best = -1
-    for s in stops:
-        i = text.find(s)
-        if i != -1 and (best == -1 or i < best):
-            best = i
-    return best
-
-
-def _partial_stop(text: str, stops: list[str]) -> int:
-    """Length of the longest suffix of ``text`` that starts some stop word."""
-    keep = 0
-    for s in stops:
-        for i in range(min(len(s) - 1, len(text)), keep, -1):
-            if text.endswith(s[:i]):
-                keep = i
-                break
-    return keep
 
 
 class Engine:
@@ -320,13 +300,13 @@ class Engine:
                         emit(text.encode())
                     else:
                         pending += text
-                        cut = _find_stop(pending, stops)
+                        cut = find_stop(pending, stops)
                         if cut != -1:
                             if cut:
                                 emit(pending[:cut].encode())
                             pending, stopped = "", True
                             break
-                        keep = _partial_stop(pending, stops)
+                        keep = partial_stop(pending, stops)
                         if keep < len(pending):
                             emit(pending[: len(pending) - keep].encode())
                             pending = pending[len(pending) - keep :]
@@ -340,7 +320,7 @@ class Engine:
         if not stopped:
             pending += decoder.decode(b"", final=True)
             if pending:
-                cut = _find_stop(pending, stops) if stops else -1
+                cut = find_stop(pending, stops) if stops else -1
                 tail = pending if cut == -1 else pending[:cut]
                 if tail:
                     emit(tail.encode())
@@ -398,13 +378,3 @@ class Engine:
         """TokenizeString: the prompt's tokens, special tokens parsed, no BOS added."""
         toks = self._require().tokenize(req.Prompt.encode("utf-8"), add_bos=False, special=True)
         return backend_pb2.TokenizationResponse(length=len(toks), tokens=toks)
-
-
-@functools.lru_cache(maxsize=64)
-def schema_grammar(schema_json: str) -> str:
-    """GBNF for a JSON schema (llama-cpp-python's port of llama.cpp's converter). Its string
-    characters exclude only ``"`` and ``\\``; JSON forbids raw control characters in strings too
-    (as llama.cpp's own converter has it), or a sampled newline makes the reply unparsable."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    return json_schema_to_gbnf(schema_json).replace('char ::= [^"\\\\] |', 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |')

@@ -58,11 +58,10 @@ class LlamaServicer(backend_pb2_grpc.BackendServicer):
                     yield Reply(message=item)
                 elif type(item) is Failure:
                     abort_for(item.exc, context, "llama-cpp")
-                elif item.message or item.chat_deltas:  # a shaped piece (tool calls)
-                    yield item
                 else:
                     yield item
-                    return
+                    if not (item.message or item.chat_deltas):  # the last Reply: usage and timings
+                        return
         finally:
             job.cancel()
 
