@@ -8,7 +8,16 @@ import os
 import shutil
 from pathlib import Path
 
+import json
+import sys
+
 import pytest
+import yaml
+
+from localai.gallery import oci
+from localai.testing.server import LocalAIServer, echo_backend_script
+
+from tests.ui.helpers import closed_port, echo_models, template_copy
 
 CHROMIUM = os.environ.get("LOCALAI_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -73,3 +82,58 @@ def open_page(browser):
 @pytest.fixture
 def page(open_page):
     return open_page()
+
+
+@pytest.fixture(scope="module")
+def world(oci_registry, tmp_path_factory):
+    """Galleries, models and the environment of the main server."""
+    tmp = tmp_path_factory.mktemp("ui-world")
+    image = f"{oci_registry.host}/localai/ui-template:1"
+    oci.push_image(template_copy(tmp), image)
+    backends = [
+        {"name": "template-backend", "uri": image, "alias": "template", "license": "MIT",
+         "description": "Bigram template backend for chat", "tags": ["llm", "text-to-text"],
+         "urls": ["https://github.com/mudler/LocalAI"], "version": "1.0.0"},
+        {"name": "meta-template", "description": "Meta entry that picks a build per host", "tags": ["llm"],
+         "capabilities": {"default": "template-backend", "nvidia": "template-backend"}},
+        {"name": "paint-backend", "uri": image, "description": "Paints pictures", "tags": ["diffusion", "text-to-image"]},
+        {"name": "voice-backend", "uri": f"127.0.0.1:{closed_port()}/x:1",
+         "description": "Speaks text; its registry is unreachable", "tags": ["tts", "text-to-speech"]},
+        {"name": "ears-backend", "uri": image, "description": "Hears speech", "tags": ["speech-to-text"]},
+        {"name": "vector-backend", "uri": image, "description": "Dense vectors", "tags": ["embeddings", "rerank"]},
+    ]
+    (tmp / "backends.yaml").write_text(yaml.safe_dump(backends))
+    weights = tmp / "weights.bin"
+    weights.write_bytes(bytes(range(256)) * 4096)
+    echo = {"backend": "echo", "parameters": {"model": "gallery/weights.bin"}}
+    models = [
+        {"name": "gallery-chat", "description": "A chat model from the gallery", "license": "apache-2.0",
+         "tags": ["llm", "chat"], "config_file": yaml.safe_dump({**echo, "known_usecases": ["chat"]}),
+         "files": [{"filename": "gallery/weights.bin", "uri": f"file://{weights}"}], "urls": ["https://example.com/chat"]},
+        {"name": "gallery-voice", "description": "A voice", "tags": ["tts"],
+         "config_file": yaml.safe_dump({**echo, "known_usecases": ["tts"]})},
+        {"name": "gallery-ears", "description": "Whisper-ish", "tags": ["stt", "whisper"],
+         "config_file": yaml.safe_dump({**echo, "known_usecases": ["transcript"]})},
+    ]
+    (tmp / "models.yaml").write_text(yaml.safe_dump(models))
+    echo_models(tmp / "models")
+    script = echo_backend_script(tmp / "echo")
+    env = {
+        "LOCALAI_BACKEND_GALLERIES": json.dumps([{"name": "test", "url": str(tmp / "backends.yaml")}]),
+        "LOCALAI_GALLERIES": json.dumps([{"name": "local", "url": str(tmp / "models.yaml")}]),
+        "LOCALAI_BACKENDS_PATH": str(tmp / "backends"),
+        "LOCALAI_BACKENDS_SYSTEM_PATH": str(tmp / "system-backends"),
+        "LOCALAI_ALLOW_BACKEND_URIS": "true",  # the manual install by URI
+        "LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{script}",
+        "LOCALAI_LOAD_PLUGINS": "none",  # only the built-ins: the page lists exactly our models
+        "BACKEND_PYTHON": sys.executable,
+    }
+    return {"tmp": tmp, "image": image, "env": env, "models": tmp / "models"}
+
+
+@pytest.fixture(scope="module")
+def server(world):
+    srv = LocalAIServer(world["models"], env=world["env"], cwd=world["tmp"])
+    srv.start()
+    yield srv
+    srv.stop()

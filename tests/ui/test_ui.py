@@ -1,114 +1,18 @@
 """The web UI in a real browser (Debian's Chromium through Playwright) against a real
 ``local-ai run``: a real OCI registry with the template backend pushed, a backend gallery
-and a model gallery that list it, and the echo backend for chat, images, speech and
-transcription."""
+and a model gallery that list it (the ``world`` and ``server`` fixtures in conftest.py); the
+backends and models pages, layout and page weight."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import shutil
-import socket
-import sys
-import wave
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from playwright.sync_api import expect
 
-from localai.gallery import oci
-from localai.testing.server import LocalAIServer, echo_backend_script
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "contrib" / "backend-template"
-PAGES = ["backends", "models", "chat", "images", "tts", "transcribe"]
-LONG = 60_000  # ms: installs pull from the registry
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def template_copy(tmp: Path) -> Path:
-    target = tmp / "template"
-    shutil.copytree(TEMPLATE, target, ignore=shutil.ignore_patterns("venv", "__pycache__", "test_*.py"))
-    # some weight, so that the install has download progress to report
-    (target / "weights.bin").write_bytes(bytes(range(256)) * 8 * 1024)
-    return target
-
-
-def echo_models(models: Path) -> None:
-    models.mkdir(parents=True, exist_ok=True)
-    specs = {
-        "echo-chat": {"known_usecases": ["chat", "completion"], "options": ["token_delay:0.05"],
-                      "template": {"use_tokenizer_template": True}},
-        "echo-img": {"known_usecases": ["image"]},
-        "echo-tts": {"known_usecases": ["tts"]},
-        "echo-stt": {"known_usecases": ["transcript"]},
-    }
-    for name, extra in specs.items():
-        (models / f"{name}.yaml").write_text(yaml.safe_dump(
-            {"name": name, "backend": "echo", "parameters": {"model": name}, **extra}))
-
-
-@pytest.fixture(scope="module")
-def world(oci_registry, tmp_path_factory):
-    """Galleries, models and the environment of the main server."""
-    tmp = tmp_path_factory.mktemp("ui-world")
-    image = f"{oci_registry.host}/localai/ui-template:1"
-    oci.push_image(template_copy(tmp), image)
-    backends = [
-        {"name": "template-backend", "uri": image, "alias": "template", "license": "MIT",
-         "description": "Bigram template backend for chat", "tags": ["llm", "text-to-text"],
-         "urls": ["https://github.com/mudler/LocalAI"], "version": "1.0.0"},
-        {"name": "meta-template", "description": "Meta entry that picks a build per host", "tags": ["llm"],
-         "capabilities": {"default": "template-backend", "nvidia": "template-backend"}},
-        {"name": "paint-backend", "uri": image, "description": "Paints pictures", "tags": ["diffusion", "text-to-image"]},
-        {"name": "voice-backend", "uri": f"127.0.0.1:{closed_port()}/x:1",
-         "description": "Speaks text; its registry is unreachable", "tags": ["tts", "text-to-speech"]},
-        {"name": "ears-backend", "uri": image, "description": "Hears speech", "tags": ["speech-to-text"]},
-        {"name": "vector-backend", "uri": image, "description": "Dense vectors", "tags": ["embeddings", "rerank"]},
-    ]
-    (tmp / "backends.yaml").write_text(yaml.safe_dump(backends))
-    weights = tmp / "weights.bin"
-    weights.write_bytes(bytes(range(256)) * 4096)
-    echo = {"backend": "echo", "parameters": {"model": "gallery/weights.bin"}}
-    models = [
-        {"name": "gallery-chat", "description": "A chat model from the gallery", "license": "apache-2.0",
-         "tags": ["llm", "chat"], "config_file": yaml.safe_dump({**echo, "known_usecases": ["chat"]}),
-         "files": [{"filename": "gallery/weights.bin", "uri": f"file://{weights}"}], "urls": ["https://example.com/chat"]},
-        {"name": "gallery-voice", "description": "A voice", "tags": ["tts"],
-         "config_file": yaml.safe_dump({**echo, "known_usecases": ["tts"]})},
-        {"name": "gallery-ears", "description": "Whisper-ish", "tags": ["stt", "whisper"],
-         "config_file": yaml.safe_dump({**echo, "known_usecases": ["transcript"]})},
-    ]
-    (tmp / "models.yaml").write_text(yaml.safe_dump(models))
-    echo_models(tmp / "models")
-    script = echo_backend_script(tmp / "echo")
-    env = {
-        "LOCALAI_BACKEND_GALLERIES": json.dumps([{"name": "test", "url": str(tmp / "backends.yaml")}]),
-        "LOCALAI_GALLERIES": json.dumps([{"name": "local", "url": str(tmp / "models.yaml")}]),
-        "LOCALAI_BACKENDS_PATH": str(tmp / "backends"),
-        "LOCALAI_BACKENDS_SYSTEM_PATH": str(tmp / "system-backends"),
-        "LOCALAI_ALLOW_BACKEND_URIS": "true",  # the manual install by URI
-        "LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{script}",
-        "LOCALAI_LOAD_PLUGINS": "none",  # only the built-ins: the page lists exactly our models
-        "BACKEND_PYTHON": sys.executable,
-    }
-    return {"tmp": tmp, "image": image, "env": env, "models": tmp / "models"}
-
-
-@pytest.fixture(scope="module")
-def server(world):
-    srv = LocalAIServer(world["models"], env=world["env"], cwd=world["tmp"])
-    srv.start()
-    yield srv
-    srv.stop()
+from tests.ui.helpers import LONG, PAGES
 
 
 def visible_cards(page) -> set[str]:
@@ -344,96 +248,6 @@ def test_models_page_lists_installed_models_and_installs_from_the_gallery(page, 
 # -- try it -----------------------------------------------------------------------------------
 
 
-def test_chat_streams_the_reply_into_the_page(page, server, artifacts):
-    page.goto(server.url("/ui/chat?model=echo-chat"))
-    expect(page.get_by_label("Model")).to_have_value("echo-chat")
-    page.evaluate("""() => {
-        window.__texts = [];
-        new MutationObserver(() => {
-            const last = document.querySelector('.msg-bubble.assistant:last-of-type .text');
-            if (last && window.__texts[window.__texts.length - 1] !== last.textContent) window.__texts.push(last.textContent);
-        }).observe(document.querySelector('#messages'), {subtree: true, childList: true, characterData: true});
-    }""")
-    message = "hello from a real browser over server sent events"
-    page.get_by_label("Message").fill(message)
-    page.get_by_label("Message").press("Enter")
-    reply = page.locator(".msg-bubble.assistant .text").last
-    expect(reply).to_have_text(f"echo: {message}")
-    expect(page.locator(".msg-bubble.streaming")).to_have_count(0)
-    texts = [t for t in page.evaluate("window.__texts") if t]
-    assert len(texts) >= 5, texts  # it grew word by word
-    assert all(b.startswith(a) for a, b in zip(texts, texts[1:])), texts
-    # the conversation goes on with its history
-    page.get_by_label("Message").fill("second turn")
-    page.get_by_role("button", name="Send").click()
-    expect(page.locator(".msg-bubble.assistant .text").last).to_have_text("echo: second turn")
-    expect(page.locator(".msg-bubble")).to_have_count(4)
-    page.screenshot(path=str(artifacts / "chat-conversation.png"))
-
-
-def test_image_page_shows_the_generated_image(page, server, artifacts):
-    page.goto(server.url("/ui/images?model=echo-img"))
-    page.get_by_label("Size").select_option("256x256")
-    page.get_by_label("Prompt").fill("a red square")
-    page.get_by_role("button", name="Generate").click()
-    image = page.locator("#image-results img")
-    expect(image).to_have_count(1)
-    expect(image).to_have_attribute("alt", "Generated image: a red square")
-    size = page.evaluate("""async () => {
-        const img = document.querySelector('#image-results img');
-        if (!img.complete) await new Promise((resolve) => img.addEventListener('load', resolve));
-        return [img.naturalWidth, img.naturalHeight];
-    }""")
-    assert size == [256, 256]
-    page.screenshot(path=str(artifacts / "images-result.png"), full_page=True)
-
-
-def test_tts_page_plays_the_speech(page, server, artifacts):
-    page.goto(server.url("/ui/tts?model=echo-tts"))
-    text = "Hello from LocalAI in the browser."
-    page.get_by_label("Text").fill(text)
-    page.get_by_role("button", name="Speak").click()
-    audio = page.locator("#tts-results audio")
-    expect(audio).to_have_count(1)
-    assert audio.get_attribute("src").startswith("blob:")
-    duration = page.evaluate("""async () => {
-        const audio = document.querySelector('#tts-results audio');
-        if (audio.readyState < 1) await new Promise((resolve, reject) => {
-            audio.addEventListener('loadedmetadata', resolve);
-            audio.addEventListener('error', () => reject(new Error('the browser cannot play it')));
-        });
-        return audio.duration;
-    }""")
-    assert duration == pytest.approx(len(text) * 0.05, rel=0.05)  # the echo backend's 50 ms per character
-    page.screenshot(path=str(artifacts / "tts-result.png"), full_page=True)
-
-
-def wav_bytes(seconds: float = 0.5) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(b"\x00\x00" * int(16000 * seconds))
-    return buffer.getvalue()
-
-
-def test_transcription_page_uploads_a_file_and_shows_the_text(page, server, artifacts):
-    page.goto(server.url("/ui/transcribe?model=echo-stt"))
-    audio = wav_bytes()
-    page.get_by_label("Audio file").set_input_files(files=[{"name": "hello.wav", "mimeType": "audio/wav", "buffer": audio}])
-    page.get_by_role("button", name="Transcribe").click()
-    expect(page.locator("#transcript-text")).to_have_text(f"echo transcript of {len(audio)} bytes")
-    page.screenshot(path=str(artifacts / "transcribe-result.png"), full_page=True)
-
-
-def test_try_pages_show_backend_errors(page, server):
-    page.goto(server.url("/ui/chat?model=echo-chat"))
-    page.get_by_label("Message").fill("ERROR_NOW please")
-    page.get_by_role("button", name="Send").click()
-    expect(page.locator("#chat-error")).to_contain_text("Chat failed")
-
-
 # -- layout and weight --------------------------------------------------------------------------
 
 
@@ -478,67 +292,3 @@ def test_screenshots_load_time_and_download_size(open_page, server, artifacts):
     for name, m in report.items():
         print(f"  /ui/{name:<11} load {m['load_ms']:>4} ms  {m['requests']:>2} requests  {m['bytes'] / 1024:.1f} KiB")
     assert all(m["load_ms"] < 5000 for m in report.values()), report
-
-
-# -- empty states and API keys ----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def server_and_page(open_page, models: Path, env: dict, cwd: Path):
-    """A server of its own and a page; the page closes first (its event stream would hold the shutdown)."""
-    with LocalAIServer(models, env=env, cwd=cwd) as srv:
-        page = open_page()
-        try:
-            yield srv, page
-        finally:
-            page.close()
-
-
-def test_empty_states_without_galleries_or_models(open_page, tmp_path, artifacts):
-    env = {"LOCALAI_BACKEND_GALLERIES": "[]", "LOCALAI_GALLERIES": "[]", "LOCALAI_LOAD_PLUGINS": "none",
-           "LOCALAI_BACKENDS_PATH": str(tmp_path / "backends")}
-    (tmp_path / "models").mkdir()
-    with server_and_page(open_page, tmp_path / "models", env, tmp_path) as (srv, page):
-        page.goto(srv.url("/ui/backends"))
-        expect(page.locator("#no-gallery")).to_contain_text("No backend gallery configured")
-        expect(page.locator("#no-backends")).to_contain_text("No backends installed")
-        page.screenshot(path=str(artifacts / "empty-backends.png"), full_page=True)
-        page.goto(srv.url("/ui/models"))
-        expect(page.locator("#no-gallery")).to_contain_text("No model gallery configured")
-        expect(page.locator("#no-models")).to_contain_text("No models installed")
-        page.goto(srv.url("/ui/chat"))
-        expect(page.locator("#no-models")).to_be_visible()
-        expect(page.locator("#no-models")).to_contain_text("No chat model is installed")
-        expect(page.get_by_role("button", name="Send")).to_be_disabled()
-
-
-def test_api_key_is_asked_once_then_sent_everywhere(open_page, tmp_path, world, artifacts):
-    models = tmp_path / "models"
-    echo_models(models)
-    env = {**world["env"], "LOCALAI_API_KEY": "sekrit-key", "LOCALAI_BACKENDS_PATH": str(tmp_path / "backends")}
-    with server_and_page(open_page, models, env, tmp_path) as (srv, page):
-        assert httpx.get(srv.url("/v1/models")).status_code == 401
-        statuses = []
-        page.on("response", lambda r: statuses.append((r.status, r.url)))
-        page.goto(srv.url("/ui/models"))
-        dialog = page.locator("#key-dialog")
-        expect(dialog).to_be_visible()
-        expect(dialog).to_contain_text("API key required")
-        page.get_by_label("API key", exact=True).fill("wrong-key")
-        page.get_by_label("API key", exact=True).press("Enter")
-        expect(page.locator("#key-dialog-error")).to_contain_text("rejected")  # asked again, saying why
-        page.screenshot(path=str(artifacts / "api-key-dialog.png"))
-        page.get_by_label("API key", exact=True).fill("sekrit-key")
-        page.get_by_role("button", name="Save").click()
-        expect(dialog).to_be_hidden()
-        expect(page.locator("#installed-list .row")).to_have_count(4)
-        expect(page.locator("#gallery .card")).to_have_count(3)
-        assert page.evaluate("localStorage.getItem('localai-api-key')") == "sekrit-key"
-        # other pages use the stored key without asking; chat streams with it
-        statuses.clear()
-        page.goto(srv.url("/ui/chat?model=echo-chat"))
-        page.get_by_label("Message").fill("with a key")
-        page.get_by_label("Message").press("Enter")
-        expect(page.locator(".msg-bubble.assistant .text").last).to_have_text("echo: with a key")
-        expect(dialog).to_be_hidden()
-        assert not [s for s in statuses if s[0] == 401], statuses
