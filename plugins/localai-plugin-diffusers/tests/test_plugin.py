@@ -18,7 +18,7 @@ def test_plugin_import_does_not_load_torch():
 
 def test_server_import_does_not_load_torch():
     code = (
-        "import sys, localai_plugin_diffusers.server; "
+        "import sys, localai_plugin_diffusers.servicer; "
         "bad = [m for m in ('torch', 'diffusers') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -2,7 +2,7 @@
 
 from localai.backend_server import serve
 
-from .server import DiffusersServicer
+from .servicer import DiffusersServicer
 
 
 def main(argv: list[str] | None = None) -> None:
