@@ -4,6 +4,8 @@ A key is accepted as ``Authorization: Bearer <key>`` (or a bare ``Authorization`
 ``x-api-key`` or ``xi-api-key``, compared in constant time against every configured key.
 Health probes, ``/openapi.json`` and the web UI's pages and static files stay public; everything
 else answers 401 in the OpenAI error shape. With no keys configured, everything is open.
+An accepted key's identity (a digest, never the key) is the request's :func:`caller`, for state kept
+per key.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hmac
 import ipaddress
 import socket
 
-from quart import Quart, request
+from quart import Quart, g, request
 
 from .errors import APIError, ConfigError
 from .settings import Settings
@@ -55,6 +57,16 @@ def key_matches(given: str, keys: list[str]) -> bool:
     return matched
 
 
+def key_identity(key: str) -> str:
+    """A stable identity for ``key`` that does not reveal it (a domain-separated SHA-256)."""
+    return hashlib.sha256(b"localai-api-key\0" + key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def caller() -> str | None:
+    """The identity of the key this request presented; ``None`` when the server has no keys."""
+    return g.get("api_key_identity")
+
+
 def install(app: Quart, settings: Settings) -> None:
     """Require an API key on every non-public route when keys are configured."""
     keys = list(settings.api_keys)
@@ -70,6 +82,7 @@ def install(app: Quart, settings: Settings) -> None:
             raise Unauthorized("An authentication key is required")
         if not key_matches(given, keys):
             raise Unauthorized("Invalid API key", type="authentication_error")
+        g.api_key_identity = key_identity(given)
 
 
 def is_loopback(host: str) -> bool:

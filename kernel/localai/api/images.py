@@ -1,17 +1,25 @@
-"""Image generation: ``POST /v1/images/generations`` and the ``/generated-images/`` files."""
+"""Image generation: ``POST /v1/images/generations`` and the ``/generated-images/`` files.
+
+``/generated-images/<name>`` serves only what :func:`image_name` made: a name of that exact form
+naming a regular file (not a link) in the images directory. Anything else — traversal, encoded or
+not, a missing file, a directory, a link — gets the same 404 with the same body.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import random
+import re
+import stat
 import time
 import uuid
 from pathlib import Path
 
 import grpc
 from pydantic import Field, field_validator
-from quart import Blueprint, request, send_from_directory
+from quart import Blueprint, request, send_file
+from werkzeug.routing import PathConverter
 
 from ..errors import BadRequest, NotFound
 from ..proto import backend_pb2
@@ -19,9 +27,23 @@ from .common import json_body, json_response, state, versioned
 from .openai import model_for
 from .schemas import Int32, Request, parse
 
+class AnyPath(PathConverter):
+    """A path that may be empty or start with ``/``, so every name reaches the one 404 below."""
+
+    regex = ".*"
+    part_isolating = False
+
+
 bp = Blueprint("images", __name__)
+bp.record_once(lambda setup: setup.app.url_map.converters.setdefault("any_path", AnyPath))
 route = versioned(bp)
 MAX_SIDE = 2048
+IMAGE_NAME = re.compile(r"[0-9a-f]{32}\.png")
+
+
+def image_name() -> str:
+    """A new generated image's file name (the only form ``/generated-images/`` serves)."""
+    return f"{uuid.uuid4().hex}.png"
 
 
 class ImageRequest(Request):
@@ -91,7 +113,7 @@ async def generate_images():
             for index in range(req.n):
                 seed = req.seed + index if req.seed is not None else random.randint(1, 2**31 - 1)
                 seed = (seed + 2**31) % 2**32 - 2**31  # wrapped into the backend's int32
-                name = f"{uuid.uuid4().hex}.png"
+                name = image_name()
                 options = backend_pb2.GenerateImageRequest(
                     width=width, height=height, step=step, seed=seed, positive_prompt=positive,
                     negative_prompt=negative, dst=str(out_dir / name), src=str(source) if source else "",
@@ -114,13 +136,14 @@ async def generate_images():
     return json_response({"created": int(time.time()), "data": data})
 
 
-@bp.get("/generated-images/<path:name>")
+@bp.get("/generated-images/<any_path:name>", merge_slashes=False)  # "//" too: no redirect, the same 404
 async def generated_image(name: str):
-    directory = state().generated_dir / "images"
+    """A generated image; one 404, whatever the name, for anything that is not one."""
+    path = state().generated_dir / "images" / name
     try:
-        found = (directory / name).is_file()
-    except OSError:  # e.g. a name longer than the file system allows
+        found = IMAGE_NAME.fullmatch(name) is not None and stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
         found = False
     if not found:
-        raise NotFound(f"no generated image {name!r}")
-    return await send_from_directory(directory, name)
+        raise NotFound("generated image not found")
+    return await send_file(path, mimetype="image/png")

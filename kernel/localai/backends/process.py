@@ -12,6 +12,7 @@ import socket
 import sys
 from typing import Protocol, runtime_checkable
 
+from .exits import describe_exit_code
 from .spec import BackendSpec
 
 log = logging.getLogger("localai.backends")
@@ -131,7 +132,7 @@ class LocalProcess:
 
     def describe_exit(self) -> str:
         code = self.proc.returncode if self.proc else None
-        text = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-(code or 0)}"
+        text = describe_exit_code(code, self.spec.sigill_hint)
         if self.tail:
             text += f"; last output: {self.tail[-1]}"
         return text

@@ -7,7 +7,9 @@ In: ``input`` (a string, or items: messages with ``input_text`` / ``output_text`
 ``max_output_tokens``, ``temperature``, ``top_p``, ``tools`` (function), ``tool_choice``,
 ``parallel_tool_calls``, ``text.format`` (``json_schema``, ``json_object``), ``stream``,
 ``store``, ``previous_response_id``, ``metadata``. Streaming sends the typed events in order, each
-with a ``sequence_number``. Stored responses live in :mod:`.response_store` (SQLite, bounded).
+with a ``sequence_number``. Stored responses live in :mod:`.response_store` (SQLite, bounded);
+with API keys, each is visible to, continuable and deletable by the key that created it only
+(others get the same 404 as for a missing id).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from quart import Blueprint, Response
 
 from .. import hookimpl
 from ..api.common import json_body, state, versioned
+from ..auth import caller
 from ..errors import BadRequest, NotFound
 from .core import ERROR, TEXT, new_id, start_chat
 from .response_store import ResponseStore
@@ -181,10 +184,10 @@ def output_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": text}]
 
 
-async def keep(saved: ResponseStore, body: dict[str, Any], result: dict[str, Any], history: list[dict[str, Any]],
-               new: list[dict[str, Any]]) -> None:
+async def keep(saved: ResponseStore, owner: str | None, body: dict[str, Any], result: dict[str, Any],
+               history: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
     if body.get("store", True) is not False:
-        await saved.put(result, history + new + output_messages(result["output"]), new)
+        await saved.put(owner, result, history + new + output_messages(result["output"]), new)
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -196,8 +199,9 @@ async def create():
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     history: list[dict[str, Any]] = []
+    owner = caller()
     if body.get("previous_response_id"):
-        found = await store().get(str(body["previous_response_id"]))
+        found = await store().get(owner, str(body["previous_response_id"]))
         if found is None:
             raise NotFound(f"Previous response with id '{body['previous_response_id']}' not found.",
                            param="previous_response_id", code="previous_response_not_found")
@@ -206,7 +210,7 @@ async def create():
     turn = await start_chat(chat_body(body, history, new))
     rid, created, model = new_id("resp_"), int(time.time()), body.get("model") or turn.name
     if body.get("stream"):
-        return stream(turn, body, rid, created, model, history, new, store())
+        return stream(turn, body, rid, created, model, history, new, store(), owner)
     result = await turn.collect()
     output = []
     if result.text or not result.tool_calls:
@@ -214,11 +218,11 @@ async def create():
     output += [call_item(new_id("fc_"), call) for call in result.tool_calls]
     status = "incomplete" if turn.finish_reason == "length" else "completed"
     response = response_object(rid, body, model, created, status, output, usage_of(turn))
-    await keep(store(), body, response, history, new)
+    await keep(store(), owner, body, response, history, new)
     return Response(orjson.dumps(response), content_type="application/json")
 
 
-def stream(turn, body, rid, created, model, history, new, saved: ResponseStore) -> Response:
+def stream(turn, body, rid, created, model, history, new, saved: ResponseStore, owner: str | None) -> Response:
     async def events():
         seq = 0
 
@@ -300,7 +304,7 @@ def stream(turn, body, rid, created, model, history, new, saved: ResponseStore) 
             yield item
         status = "incomplete" if turn.finish_reason == "length" else "completed"
         final = response_object(rid, body, model, created, status, output, usage_of(turn))
-        await keep(saved, body, final, history, new)
+        await keep(saved, owner, body, final, history, new)
         yield event(f"response.{status}", {"response": final})
 
     response = Response(events(), content_type="text/event-stream", headers=SSE_HEADERS)
@@ -309,7 +313,7 @@ def stream(turn, body, rid, created, model, history, new, saved: ResponseStore) 
 
 
 async def stored(response_id: str) -> dict[str, Any]:
-    found = await store().get(response_id)
+    found = await store().get(caller(), response_id)
     if found is None:
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id", code="not_found")
     return found
@@ -324,7 +328,7 @@ async def retrieve(response_id: str):
 @route("/responses/<response_id>", methods=["DELETE"])
 async def delete(response_id: str):
     """Delete a stored response."""
-    if not await store().delete(response_id):
+    if not await store().delete(caller(), response_id):
         raise NotFound(f"Response with id '{response_id}' not found.", param="response_id", code="not_found")
     return Response(orjson.dumps({"id": response_id, "object": "response", "deleted": True}),
                     content_type="application/json")
