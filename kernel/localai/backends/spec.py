@@ -27,6 +27,8 @@ class BackendSpec:
     # request features the backend honours (see localai.api.capabilities.FEATURES): a request
     # asking a model for one its backend lacks is a 400, never silently ignored
     features: tuple[str, ...] = ()
+    # what to tell the user when the backend dies of SIGILL (native code built for another CPU)
+    sigill_hint: str = ""
     # which plugin registered it; filled in by the plugin host
     plugin: str = ""
 

@@ -30,5 +30,7 @@ def localai_backends(settings):
             aliases=(backend.alias,) if backend.alias else (),
             description=backend.metadata.get("description", "") or f"installed backend ({backend.path})",
             usecases=tuple(backend.metadata.get("usecases", ())),
+            sigill_hint=f"install an image of it built for this CPU (`local-ai backends install "
+                        f"<gallery@name or image> --name {backend.name} --force`)",
         ))
     return specs

@@ -9,7 +9,8 @@ Knobs (``options:`` of the model, sent as ``ModelOptions.Options`` ``"key:value"
 ``"<pid> predict"`` per Predict/PredictStream call, to see which process served a request). A Model/ModelFile containing
 ``fail-load`` is refused. Env ``ECHO_HEALTH_DELAY=S`` delays serving at start.
 Input triggers: ``CRASH_NOW`` (exit 3 before replying), ``CRASH_MIDSTREAM`` (exit 3 after two
-streamed words), ``ERROR_NOW`` (gRPC INTERNAL).
+streamed words), ``SIGILL_NOW`` (dies of SIGILL, as native code built for another CPU does),
+``ERROR_NOW`` (gRPC INTERNAL).
 
 Media, for testing the kernel's routes: GenerateImage writes a solid-colour PNG of the asked
 size (colour from the seed); TTS writes 16 kHz mono WAV silence, 0.05 s per character divided
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import signal
 import struct
 import sys
 import threading
@@ -113,6 +115,8 @@ class EchoBackend(backend_pb2_grpc.BackendServicer):
         text = _input_text(request)
         if "CRASH_NOW" in text:
             os._exit(3)
+        if "SIGILL_NOW" in text:  # as native code built for another CPU dies
+            os.kill(os.getpid(), signal.SIGILL)
         if "ERROR_NOW" in text:
             context.abort(grpc.StatusCode.INTERNAL, "echo: requested error")
         reply = "echo: " + _echo_source(request)
