@@ -34,6 +34,8 @@ NAME_RE = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 ARGS_RE = re.compile(r'"parameters"\s*:\s*')
 # "name" sorts before "parameters": grammar engines that emit keys in sorted order (llguidance)
 # still write the name first, so a streamed call's name is known before its arguments
+LITERAL_KEYS = frozenset({"const", "enum", "default", "examples"})  # values, not schemas
+SCHEMA_MAP_KEYS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 
 
 class PlanError(ValueError):
@@ -62,17 +64,22 @@ def function_of(tool: dict[str, Any]) -> dict[str, Any]:
 def closed(schema: Any) -> Any:
     """``schema`` with ``additionalProperties: false`` on every object schema that lists its
     properties and says nothing about others: a stricter subset (every reply still validates
-    against the original) that keeps small models from inventing keys until ``max_tokens``."""
+    against the original) that keeps small models from inventing keys until ``max_tokens``.
+    Visits each value once (linear in the schema's size); ``$ref`` is not followed."""
     if isinstance(schema, list):
         return [closed(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: (value if key in ("const", "enum", "default", "examples") else closed(value))
-           for key, value in schema.items()}
-    if isinstance(out.get("properties"), dict):
-        out["properties"] = {name: closed(sub) for name, sub in schema["properties"].items()}
-        if "additionalProperties" not in out and "patternProperties" not in out:
-            out["additionalProperties"] = False
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in LITERAL_KEYS:
+            out[key] = value
+        elif key in SCHEMA_MAP_KEYS and isinstance(value, dict):  # name → schema: the map is no schema
+            out[key] = {name: closed(sub) for name, sub in value.items()}
+        else:
+            out[key] = closed(value)
+    if isinstance(out.get("properties"), dict) and "additionalProperties" not in out and "patternProperties" not in out:
+        out["additionalProperties"] = False
     return out
 
 

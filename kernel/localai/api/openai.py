@@ -69,7 +69,7 @@ async def chat_completions():
         return await forward_json(config, "/chat/completions", body, stream=req.stream)
     require_features(config, chat_features(req), body)
     name = config.name
-    options = chat_options(req, config)
+    options = await asyncio.to_thread(chat_options, req, config)  # CPU-bound (schemas, template): off the loop
     limit = options.Tokens
     model = await app_state.manager.acquire(name)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}

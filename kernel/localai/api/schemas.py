@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import BadRequest
+from ..request_limits import MAX_TOOLS, check_chat_body, check_stops
 
 
 INT32_MAX = 2**31 - 1  # the backends' protobuf fields are int32: larger values are a 400, not a crash
@@ -43,11 +44,10 @@ class Sampling(Request):
     stream_options: StreamOptions | None = None
     grammar: str | None = None
 
-    @field_validator("stop")
+    @field_validator("stop", mode="before")
     @classmethod
     def _stop_list(cls, value):
-        if isinstance(value, list) and len(value) > 16:
-            raise ValueError("at most 16 stop sequences are allowed")
+        check_stops(value, "stop")  # LimitExceeded is not a ValueError: it reaches the client as it is
         return value
 
     def stop_list(self) -> list[str]:
@@ -144,12 +144,18 @@ class ChatMessage(Request):
 class ChatCompletionRequest(Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
-    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tools: list[Tool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _limits(cls, data):
+        check_chat_body(data)  # on the raw body, before pydantic copies it (see request_limits)
+        return data
 
     @property
     def token_limit(self) -> int | None:

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from .. import hookimpl
 from ..api.common import json_body, versioned
 from ..errors import APIError, BadRequest
+from ..request_limits import check_count, check_stops
 from .core import (ERROR, TEXT, TOOL, arguments_object, count_prompt_tokens, document, new_id, resolve_model,
                    start_chat)
 
@@ -86,6 +87,7 @@ def image_part(block: dict[str, Any]) -> dict[str, Any]:
 def chat_messages(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages: at least one message is required", param="messages")
+    check_count(messages, "max_messages", "messages", "messages")  # before converting them
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         where = f"messages.{i}"
@@ -183,6 +185,7 @@ def chat_body(body: Any) -> dict[str, Any]:
     stops = body.get("stop_sequences")
     if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
         raise BadRequest("stop_sequences: expected a list of strings", param="stop_sequences")
+    check_stops(stops, "stop_sequences")  # the same limits as OpenAI's "stop" (request_limits)
     return out
 
 

@@ -21,7 +21,9 @@ and the timings are set.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -67,6 +69,28 @@ def resolve_model(name: str | None, usecase: str = "chat", *, strip_tag: bool = 
     return openai_api.model_for(name, usecase)
 
 
+class StopMatcher:
+    """Cuts streamed text at the first of ``stops``: one scan per piece (a regex of all the stops)
+    over the piece and the held-back tail that could be the start of a stop."""
+
+    def __init__(self, stops: list[str]):
+        by_length = sorted({s for s in stops if s}, key=len, reverse=True)  # at one position, the longest stop wins
+        self.pattern = re.compile("|".join(re.escape(s) for s in by_length))
+        self.keep = len(by_length[0]) - 1
+        self.held = ""
+
+    def feed(self, text: str) -> tuple[str, str | None]:
+        """The text safe to pass on, and the stop sequence found (the turn ends there) or None."""
+        held = self.held + text
+        match = self.pattern.search(held)
+        if match:
+            self.held = ""
+            return held[:match.start()], match.group()
+        cut = max(len(held) - self.keep, 0)
+        self.held = held[cut:]
+        return held[:cut], None
+
+
 @dataclass
 class ChatTurn:
     """One running chat request: iterate it for events (see the module docstring)."""
@@ -102,8 +126,7 @@ class ChatTurn:
 
     async def __aiter__(self) -> AsyncIterator[tuple]:
         manager, host = self.manager, self.host
-        stops, held = self.stops, ""
-        keep = max((len(s) for s in stops), default=1) - 1
+        matcher = StopMatcher(self.stops) if any(self.stops) else None
         pieces = 0
         tool_calls = False
         try:
@@ -124,17 +147,12 @@ class ChatTurn:
                     text = reply.message.decode("utf-8", "replace")
                     if not self.first_token:
                         self.first_token = time.perf_counter()
-                    if stops:
-                        held += text
-                        cut = min(((held.find(s), s) for s in stops if s in held), default=None)
-                        if cut is not None:
-                            if cut[0]:
-                                yield (TEXT, held[:cut[0]])
-                            held, self.stop_sequence = "", cut[1]
-                            break
-                        if len(held) > keep:
-                            text, held = (held[:-keep], held[-keep:]) if keep else (held, "")
+                    if matcher is not None:
+                        text, self.stop_sequence = matcher.feed(text)
+                        if text:
                             yield (TEXT, text)
+                        if self.stop_sequence is not None:
+                            break
                     else:
                         yield (TEXT, text)
                 if reply.tokens:
@@ -147,8 +165,8 @@ class ChatTurn:
                     reply = await self.replies.__anext__()
                 except StopAsyncIteration:
                     reply = None
-            if held:
-                yield (TEXT, held)
+            if matcher is not None and matcher.held:
+                yield (TEXT, matcher.held)
             self.completion_tokens = self.completion_tokens or pieces
             if self.stop_sequence is not None:
                 self.finish_reason = "stop_sequence"
@@ -212,7 +230,7 @@ async def start_chat(body: dict[str, Any], config: ModelConfig | None = None, *,
         return await start_upstream_chat(body, req, config, app_state, started, list(stops or []))
     if require_features is not None:
         require_features(config, chat_features(req), body)
-    options = chat_options(req, config)
+    options = await asyncio.to_thread(chat_options, req, config)  # CPU-bound: off the event loop
     model = await app_state.manager.acquire(config.name)
     loaded = time.perf_counter()
     call, replies, first = await start_stream(app_state.manager, model, options)

@@ -27,6 +27,7 @@ from .. import hookimpl
 from ..api import openai as openai_api
 from ..api.common import json_body, state
 from ..errors import BadRequest
+from ..request_limits import check_count
 from . import ollama_models
 from .core import ERROR, TEXT, TOOL, arguments_object, document, resolve_model, start_chat
 from .ollama_models import (NDJSON, apply_keep_alive, install_errors, keep_alive_seconds, model_arg, now_iso,
@@ -51,6 +52,7 @@ def image_part(data: Any) -> dict[str, Any]:
 def chat_messages(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, list):
         raise BadRequest("messages must be a list")
+    check_count(messages, "max_messages", "messages", "messages")  # before converting them
     out: list[dict[str, Any]] = []
     call_ids: dict[str, list[str]] = {}
     for i, m in enumerate(messages):
