@@ -140,14 +140,15 @@ def models_list(available: bool, as_json: bool, **options):
 @common_options
 @click.argument("models_to_install", metavar="NAME|URI...", nargs=-1, required=True)
 @click.option("--name", help="Install under this name (one model only).")
-def models_install(models_to_install, name: str | None, **options):
+@click.option("--force", is_flag=True, help="Reinstall a model an earlier install made (never an operator's YAML).")
+def models_install(models_to_install, name: str | None, force: bool, **options):
     """Install models from the galleries (name or gallery@name) or from a URI."""
     gallery = model_gallery(**options)
     if name and len(models_to_install) > 1:
         raise click.UsageError("--name works with one model only")
     for item in models_to_install:
-        installed = run_gallery_action(lambda bar: gallery.install(item, name=name, progress=bar, local_roots=None),
-                                       item)
+        installed = run_gallery_action(
+            lambda bar: gallery.install(item, name=name, progress=bar, local_roots=None, force=force), item)
         click.echo(f"installed model {installed}")
 
 

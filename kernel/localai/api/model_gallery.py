@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import Field
 from quart import Blueprint, Response, request
 
-from ..errors import NotFound
 from .common import galleries_json, job_events, job_or_404, json_body, json_response, state
 from .schemas import Request, parse
 
@@ -16,12 +15,14 @@ bp = Blueprint("model_gallery", __name__)
 
 
 class ModelApplyRequest(Request):
-    """``POST /models/apply``: ``id`` ("gallery@name" | "name" | a model URI) or ``url`` of a config."""
+    """``POST /models/apply``: ``id`` ("gallery@name" | "name" | a model URI) or ``url`` of a config;
+    ``force`` reinstalls a model an earlier install made (the operator's models are never replaced)."""
 
     id: str | None = Field(default=None, min_length=1)
     url: str | None = Field(default=None, min_length=1)
     name: str | None = Field(default=None, min_length=1)
     overrides: dict[str, Any] = Field(default_factory=dict)
+    force: bool = False
 
 
 def job_reply(job) -> Response:
@@ -46,12 +47,14 @@ async def apply():
     roots = list(state().settings.allow_local_urls)
     gallery.check_request(req.id, req.url, req.overrides, roots)
     entry = await asyncio.to_thread(gallery.resolve, req.id, req.url)
+    await asyncio.to_thread(gallery.check_name, req.name or entry.name, req.force)
     if not entry.gallery:  # a config the request brought: refuse it now; gallery entries fail their job
         gallery.check_entry(entry, req.overrides, roots)
+        await asyncio.to_thread(gallery.check_files, entry, req.name or entry.name)
 
     def work(job, progress) -> str:
         name = gallery.install(req.id, url=req.url, name=req.name, overrides=req.overrides, progress=progress,
-                               cancel=job.cancel_event, local_roots=roots)
+                               cancel=job.cancel_event, local_roots=roots, force=req.force)
         return f"model {name} installed"
 
     job = state().gallery.jobs.submit("model-install", req.name or entry.name, work)
@@ -61,8 +64,7 @@ async def apply():
 @bp.post("/models/delete/<name>")
 async def delete(name: str):
     gallery = state().models
-    if name not in await asyncio.to_thread(gallery.installed_names):
-        raise NotFound(f"model {name!r} is not installed", code="model_not_found")
+    await asyncio.to_thread(gallery.check_delete, name)  # 404 unknown, 403 the operator's
 
     def work(job, progress) -> str:
         return "deleted " + ", ".join(gallery.delete(name))

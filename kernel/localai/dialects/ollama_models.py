@@ -217,9 +217,11 @@ async def pull():
     roots = list(state().settings.allow_local_urls)  # local files only under --allow-local-urls
     gallery.check_request(target, None, {}, roots)
     entry = await asyncio.to_thread(gallery.resolve, target, None)
+    # pulling again updates a model an install made; the operator's models are never replaced (403)
+    await asyncio.to_thread(gallery.check_name, entry.name, True)
 
     def work(job, progress) -> str:
-        name = gallery.install(target, progress=progress, cancel=job.cancel_event, local_roots=roots)
+        name = gallery.install(target, progress=progress, cancel=job.cancel_event, local_roots=roots, force=True)
         return f"model {name} installed"
 
     events = jobs.events()
@@ -263,12 +265,11 @@ async def pull():
 
 @bp.route("/api/delete", methods=["DELETE"])
 async def delete():
-    """Remove an installed model (its config and files no other model uses)."""
+    """Remove a model an install made (its config and files no other model uses); the operator's: 403."""
     body = request_object(await json_body())
     config = find_config(model_arg(body))
     gallery = state().models
-    if config.name not in await asyncio.to_thread(gallery.installed_names):
-        raise NotFound(f"model '{model_arg(body)}' is not installed in the models directory")
+    await asyncio.to_thread(gallery.check_delete, config.name)
     await state().manager.unload(config.name)
     await asyncio.to_thread(gallery.delete, config.name)
     return Response(b"", status=200, content_type="text/plain")

@@ -1,15 +1,16 @@
 """The model gallery: install models by gallery name or URI into the models directory.
 
 An install resolves the entry, fetches its base config (``url``) or takes ``config_file``,
-deep-merges ``overrides`` (the entry's, then the request's), downloads every file (verified,
-resumable: see :mod:`localai.gallery.download`), writes ``<models>/<name>.yaml`` last and
-atomically, records ``._gallery_<name>.yaml`` for delete, and installs the config's backend
-from the backend galleries when no plugin provides it.
+deep-merges ``overrides`` (the entry's, then the request's), records what it will create in the
+install ledger, downloads every file (verified, resumable: see :mod:`localai.gallery.download`),
+writes ``<models>/<name>.yaml`` last and atomically, and installs the config's backend from the
+backend galleries when no plugin provides it. Where an install may write, and what a delete
+removes: :mod:`localai.gallery.placement`.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import importlib.resources
 import logging
 import os
@@ -20,21 +21,22 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from .. import trust
-from ..errors import APIError, BadRequest, NotFound
+from ..errors import APIError, BadRequest
 from ..models.config import ModelConfig
+from ..models.provenance import InstallRecord, Ledger, default_data_path
 from ..models.registry import describe_validation_error
 from ..settings import Settings
-from . import download, oci
+from . import download, oci, placement
+from .entries import ModelEntry, ModelFile, as_mapping, deep_merge, file_safe
 from .index import Galleries, GallerySource, parse_gallery_list, read_url
 
 log = logging.getLogger("localai.models.gallery")
 
 # the default model gallery ships inside the package (a wheel install has no source checkout)
 DEFAULT_MODEL_GALLERY = Path(str(importlib.resources.files("localai") / "galleries" / "models.yaml"))
-RECORD_PREFIX = "._gallery_"
 
 # which pip plugin provides a backend, for the "install this plugin" hint
 BACKEND_PLUGINS = {
@@ -50,70 +52,6 @@ BACKEND_PLUGINS = {
 BACKEND_BY_EXTENSION = {".gguf": "llama-cpp", ".onnx": "piper", ".safetensors": "diffusers", ".ckpt": "diffusers"}
 
 Progress = Callable[[int, int], None]
-
-
-class ModelFile(BaseModel):
-    filename: str
-    uri: str
-    sha256: str = ""
-
-
-class ModelEntry(BaseModel):
-    """One model in a gallery (LocalAI's GalleryModel)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-    url: str = ""
-    description: str = ""
-    license: str = ""
-    icon: str = ""
-    tags: list[str] = Field(default_factory=list)
-    urls: list[str] = Field(default_factory=list)
-    files: list[ModelFile] = Field(default_factory=list)
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    config_file: str | dict[str, Any] | None = None
-    prompt_templates: list[dict[str, str]] = Field(default_factory=list)
-    gallery: str = ""
-
-    @field_validator("tags", "urls", mode="before")
-    @classmethod
-    def _list(cls, value: Any) -> Any:
-        return [] if value is None else [value] if isinstance(value, str) else value
-
-    def public(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"config_file", "prompt_templates"})
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``extra`` merged into a copy of ``base``: mappings merge, everything else replaces."""
-    merged = copy.deepcopy(base)
-    for key, value in (extra or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def as_mapping(config_file: str | dict | None, where: str) -> dict[str, Any]:
-    if config_file is None or config_file == "":
-        return {}
-    if isinstance(config_file, dict):
-        return config_file
-    try:
-        value = yaml.safe_load(config_file)
-    except yaml.YAMLError as exc:
-        raise BadRequest(f"{where}: config_file is not valid YAML: {exc}") from None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest(f"{where}: config_file must be a YAML mapping")
-    return value
-
-
-def file_safe(name: str) -> str:
-    return name.replace("/", "__")
 
 
 def model_sources(settings: Settings, host) -> list[GallerySource]:
@@ -138,7 +76,10 @@ class ModelGallery:
         self.host = host
         self.backends = backends  # BackendGallery, for installing a model's backend
         self.registry = registry
+        self.ledger = registry.ledger if registry is not None else Ledger(
+            default_data_path(settings.models_path), settings.models_path)
         self.galleries = Galleries(model_sources(settings, host), ModelEntry, kind="model")
+        self._lock = threading.Lock()  # ledger decisions (plan, record, delete) one at a time
 
     @property
     def models_path(self) -> Path:
@@ -147,10 +88,29 @@ class ModelGallery:
     # -- what is there --------------------------------------------------------------------
 
     def installed_names(self) -> set[str]:
-        path = self.models_path
-        if not path.is_dir():
-            return set()
-        return {p.stem for p in path.glob("*.yaml") if not p.name.startswith(".")}
+        """Models an install created (the operator's own configs are not "installed")."""
+        return {name for name, record in self.ledger.records().items()
+                if (self.models_path / record.config).is_file()}
+
+    def state_dirs(self) -> list[Path]:
+        """The server's own state: no install may write there."""
+        s = self.settings
+        dirs = [self.ledger.directory.parent, s.kv_cache_path, s.backends_path, s.backends_system_path,
+                s.generated_content_path, s.upload_path]
+        return [Path(d) for d in dirs if d]
+
+    def placement(self, model_name: str) -> placement.Placement:
+        return placement.Placement(self.models_path, self.ledger, self.state_dirs(), model_name)
+
+    def check_name(self, name: str, force: bool = False) -> None:
+        """409 for an installed model without ``force``; 403 for the operator's (see placement)."""
+        placement.check_name(file_safe(name), self.models_path, self.ledger, self.registry, force)
+
+    def check_files(self, entry: ModelEntry, name: str) -> None:
+        """The entry's own ``files[]`` targets (a request-brought entry is refused before its job)."""
+        place = self.placement(file_safe(name))
+        for index, spec in enumerate(entry.files):
+            place.target(spec.filename, f"files[{index}].filename")
 
     def available(self) -> list[dict[str, Any]]:
         installed = self.installed_names()
@@ -220,12 +180,14 @@ class ModelGallery:
 
     def install(self, id_or_uri: str | None, *, url: str | None = None, name: str | None = None,
                 overrides: dict | None = None, progress: Progress | None = None,
-                cancel: threading.Event | None = None, local_roots: Sequence[Path] | None = ()) -> str:
+                cancel: threading.Event | None = None, local_roots: Sequence[Path] | None = (),
+                force: bool = False) -> str:
         """Install a model; returns its name. Nothing is written until every file is in place.
 
         Every config is checked against :mod:`localai.trust` (galleries and the API may not set
         operator-only fields). ``local_roots`` limits which local files a request may name: none by
         default (API callers pass the operator's ``--allow-local-urls``); the CLI passes None (any).
+        An existing model name is refused unless an install made it and ``force`` is given.
         """
         entry = self.resolve(id_or_uri, url)
         self.check_entry(entry, overrides, local_roots)
@@ -257,13 +219,57 @@ class ModelGallery:
             raise BadRequest(f"the config of {entry.name} is invalid: {describe_validation_error(exc)}") from None
         root = self.models_path
         root.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            record, targets, shared, templates_at, new_dirs = self._plan(entry, model_name, files, templates, force)
         try:
-            targets = [(f, download.safe_target(root, f.filename)) for f in files]
-        except download.DownloadError as exc:
-            raise BadRequest(f"{entry.name}: {exc}", code="unsafe_path") from None
+            self._fetch(model_name, targets, shared, progress, cancel)
+            for template, target in templates_at:
+                write_atomic(target, template["content"])
+            write_atomic(root / record.config, yaml.safe_dump(config, sort_keys=False))
+        except BaseException:
+            with self._lock:
+                self._forget_missing(record, new_dirs)
+            raise
+        if self.registry is not None:
+            self.registry.refresh(force=True)
+        self.ensure_backend(validated)
+        return model_name
+
+    def _plan(self, entry: ModelEntry, model_name: str, files: list[ModelFile], templates: list[dict],
+              force: bool):
+        """Check every target, then record them all in the ledger before anything is written."""
+        root = self.models_path
+        placement.check_name(model_name, root, self.ledger, self.registry, force)
+        place = self.placement(model_name)
+        targets, shared = [], set()
+        for index, spec in enumerate(files):
+            where = f"files[{index}].filename"
+            rel, target = place.target(spec.filename, where)
+            if place.shared(rel) and target.is_file():
+                place.check_shared(rel, target, spec.sha256, where)
+                shared.add(rel)
+            targets.append((spec, rel, target))
+        templates_at = []
+        for index, template in enumerate(templates):
+            if template.get("name") and "content" in template:
+                rel, target = place.target(f"{template['name']}.tmpl", f"prompt_templates[{index}].name",
+                                           template=True)
+                templates_at.append((template, target))
+                targets.append((None, rel, target))
+        previous = self.ledger.get(model_name)
+        owned = set(previous.files) if previous and not previous.legacy else set()
+        record = InstallRecord(name=model_name, config=f"{model_name}.yaml", gallery=entry.gallery,
+                               entry=entry.name, files=sorted(owned | {rel for _, rel, _ in targets}))
+        self.ledger.save(record)
+        new_dirs = {d for _, _, target in targets for d in target.parents if d.is_relative_to(root) and not d.exists()}
+        return record, [t for t in targets if t[0] is not None], shared, templates_at, new_dirs
+
+    def _fetch(self, model_name: str, targets: list, shared: set[str], progress: Progress | None,
+               cancel: threading.Event | None) -> None:
         total = len(targets)
-        for index, (spec, target) in enumerate(targets):
-            target.parent.mkdir(parents=True, exist_ok=True)
+        for index, (spec, rel, target) in enumerate(targets):
+            if rel in shared:
+                continue  # another model's file, checked above: used as it is
 
             def file_progress(done: int, size: int, index=index) -> None:
                 if progress:
@@ -275,18 +281,19 @@ class ModelGallery:
                                        cancel=cancel)
             except download.DownloadError as exc:
                 raise APIError(f"installing {model_name} failed: {exc}", status=502, code="download_failed") from None
-        for template in templates:
-            if template.get("name") and "content" in template:
-                tmpl = download.safe_target(root, f"{template['name']}.tmpl")
-                write_atomic(tmpl, template["content"])
-        record = {"name": model_name, "gallery": entry.gallery, "entry": entry.name,
-                  "files": [f.filename for f in files]}
-        write_atomic(root / f"{RECORD_PREFIX}{model_name}.yaml", yaml.safe_dump(record, sort_keys=False))
-        write_atomic(root / f"{model_name}.yaml", yaml.safe_dump(config, sort_keys=False))
-        if self.registry is not None:
-            self.registry.refresh(force=True)
-        self.ensure_backend(validated)
-        return model_name
+
+    def _forget_missing(self, record: InstallRecord, new_dirs: set[Path]) -> None:
+        """After a failed install: keep recording only the files that exist (a retry resumes them),
+        and remove the directories it created that stayed empty."""
+        root = self.models_path
+        for directory in sorted(new_dirs, key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        record.files = [rel for rel in record.files if os.path.lexists(root / rel)]
+        if record.files or os.path.lexists(root / record.config):
+            self.ledger.save(record)
+        else:
+            self.ledger.remove(record.name)
 
     def ensure_backend(self, config: ModelConfig) -> str:
         """Install the model's backend from the backend galleries when nothing provides it."""
@@ -308,42 +315,18 @@ class ModelGallery:
 
     # -- delete ---------------------------------------------------------------------------
 
+    def check_delete(self, name: str) -> None:
+        """404 for an unknown model, 403 for the operator's: only installs can be deleted."""
+        placement.deletable(name, self.ledger, self.registry)
+
     def delete(self, name: str) -> list[str]:
-        """Remove a model's config, gallery record and files no other model uses."""
-        root = self.models_path
-        config = root / f"{file_safe(name)}.yaml"
-        if not config.is_file():
-            raise NotFound(f"model {name!r} is not installed in {root}", code="model_not_found")
-        record_path = root / f"{RECORD_PREFIX}{file_safe(name)}.yaml"
-        record = read_yaml(record_path)
-        others = set()
-        for other in root.glob(f"{RECORD_PREFIX}*.yaml"):
-            if other != record_path:
-                others.update(read_yaml(other).get("files") or [])
-        removed = [config.name]
-        config.unlink()
-        record_path.unlink(missing_ok=True)
-        for filename in record.get("files") or []:
-            if filename in others:
-                continue
-            try:
-                target = download.safe_target(root, filename)
-            except download.DownloadError:
-                continue
-            if target.is_file():
-                target.unlink()
-                removed.append(filename)
+        """Remove an installed model's config and the files its install created that no other model uses."""
+        with self._lock:
+            removed = placement.remove(placement.deletable(name, self.ledger, self.registry), self.models_path,
+                                       self.ledger)
         if self.registry is not None:
             self.registry.refresh(force=True)
         return removed
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, yaml.YAMLError):
-        return {}
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -100,8 +100,9 @@ class ModelConfig(BaseModel):
     tts: dict[str, Any] = Field(default_factory=dict)
     proxy: dict[str, Any] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
-    # where it came from: a YAML path or "plugin:<name>"
+    # where it came from: a YAML path or "plugin:<name>"; who put it there: "operator" or "install"
     source: str = Field(default="", exclude=True)
+    provenance: str = Field(default="operator", exclude=True)
 
     @field_validator("name")
     @classmethod

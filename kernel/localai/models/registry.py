@@ -1,4 +1,10 @@
-"""ModelRegistry: the model configs from the models directory and from plugins."""
+"""ModelRegistry: the model configs from the models directory and from plugins.
+
+Each config carries its provenance (:mod:`.provenance`): the operator's (plugin configs, YAML the
+operator put in the models directory) or an install's (any YAML an install's ledger record names).
+An install's config is held to the operator-only rules of :mod:`localai.trust` whenever it is
+read, however it got onto disk; one that breaks them is reported broken and never served.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,10 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
+from ..errors import APIError
+from ..trust import check_config
 from .config import ModelConfig
+from .provenance import INSTALL, OPERATOR, Ledger, default_data_path
 
 log = logging.getLogger("localai.models")
 
@@ -35,8 +44,10 @@ def describe_validation_error(exc: ValidationError) -> str:
 class ModelRegistry:
     """Knows every model config; re-reads the models directory when it changes."""
 
-    def __init__(self, models_path: Path, plugin_configs: Iterable[tuple[str, dict[str, Any]]] = ()):
+    def __init__(self, models_path: Path, plugin_configs: Iterable[tuple[str, dict[str, Any]]] = (),
+                 ledger: Ledger | None = None):
         self.models_path = models_path
+        self.ledger = ledger or Ledger(default_data_path(models_path), models_path)
         self._plugin_configs = list(plugin_configs)
         self._configs: dict[str, ModelConfig] = {}
         self.broken: list[BrokenConfig] = []
@@ -47,7 +58,7 @@ class ModelRegistry:
         try:
             entries = sorted(self.models_path.iterdir())
         except FileNotFoundError:
-            return ()
+            return (), self.ledger.stamp()
         stamp = []
         for path in entries:
             if path.suffix in (".yaml", ".yml") and not path.name.startswith("."):
@@ -56,7 +67,7 @@ class ModelRegistry:
                 except OSError:
                     continue
                 stamp.append((path.name, stat.st_mtime_ns, stat.st_size))
-        return tuple(stamp)
+        return tuple(stamp), self.ledger.stamp()
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read configs if the directory changed; returns True when it re-read."""
@@ -68,8 +79,10 @@ class ModelRegistry:
         broken: list[BrokenConfig] = []
         for plugin, raw in self._plugin_configs:
             self._add(configs, broken, raw, f"plugin:{plugin}")
-        for name, _, _ in stamp:
+        installed = self.ledger.install_paths()
+        for name, _, _ in stamp[0]:
             path = self.models_path / name
+            provenance = INSTALL if name in installed else OPERATOR
             try:
                 documents = yaml.safe_load(path.read_text(encoding="utf-8"))
             except (OSError, yaml.YAMLError) as exc:
@@ -77,24 +90,33 @@ class ModelRegistry:
                 continue
             items = documents if isinstance(documents, list) else [documents]
             for raw in items:
-                self._add(configs, broken, raw, str(path))
+                self._add(configs, broken, raw, str(path), provenance)
         for item in broken:
             log.error("model config %s is broken: %s", item.source, item.error)
         self._configs, self.broken = configs, broken
         return True
 
     @staticmethod
-    def _add(configs: dict, broken: list, raw: Any, source: str) -> None:
+    def _add(configs: dict, broken: list, raw: Any, source: str, provenance: str = OPERATOR) -> None:
         if not isinstance(raw, dict):
             broken.append(BrokenConfig(source, "a model config must be a mapping with at least 'name'"))
             return
+        if provenance == INSTALL:
+            try:
+                check_config(raw, source)
+            except APIError as exc:
+                broken.append(BrokenConfig(source, f"installed config refused: {exc.message}"))
+                return
         try:
-            config = ModelConfig.model_validate({**raw, "source": source})
+            config = ModelConfig.model_validate({**raw, "source": source, "provenance": provenance})
         except ValidationError as exc:
             broken.append(BrokenConfig(source, describe_validation_error(exc)))
             return
         previous = configs.get(config.name)
-        if previous is not None and not previous.source.startswith("plugin:"):
+        if previous is not None and previous.provenance == INSTALL and provenance == OPERATOR:
+            # the operator's config of that name wins over an install's
+            broken.append(BrokenConfig(previous.source, f"duplicate model name {config.name!r} (also in {source})"))
+        elif previous is not None and not previous.source.startswith("plugin:"):
             broken.append(BrokenConfig(source, f"duplicate model name {config.name!r} (also in {previous.source})"))
             return
         configs[config.name] = config
