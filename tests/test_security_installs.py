@@ -173,6 +173,9 @@ def test_reinstalls_need_force_and_shared_files_are_kept_until_unused(localai_se
     world.entry("first", ("shared/data.bin", "data.bin", sha(DATA)))
     world.entry("second", ("shared/data.bin", "data.bin", ""))
     world.entry("different", ("shared/data.bin", "dropped.yaml", sha(b"other content")))
+    world.entry("third", ("third/data.bin", "data.bin", sha(DATA)))
+    (world.models / "uses-third.yaml").write_text(yaml.safe_dump(  # the operator's model of an installed file
+        {"name": "uses-third", "backend": "echo", "parameters": {"model": "third/data.bin"}}))
     server = world.start(localai_server)
     assert wait_job(server, httpx.post(server.url("/models/apply"), json={"id": "first"}).json()["uuid"])[
         "error"] is None
@@ -190,6 +193,10 @@ def test_reinstalls_need_force_and_shared_files_are_kept_until_unused(localai_se
     pulled = httpx.request("DELETE", server.url("/api/delete"), json={"model": "second"})
     assert pulled.status_code == 200, pulled.text
     assert not shared.exists() and not (world.models / "second.yaml").exists()
+    assert wait_job(server, httpx.post(server.url("/models/apply"), json={"id": "third"}).json()["uuid"])[
+        "error"] is None
+    assert wait_job(server, httpx.post(server.url("/models/delete/third")).json()["uuid"])["error"] is None
+    assert (world.models / "third" / "data.bin").read_bytes() == DATA  # uses-third still uses it
     world.assert_operator_files_intact()
 
 

@@ -323,7 +323,7 @@ class ModelGallery:
         """Remove an installed model's config and the files its install created that no other model uses."""
         with self._lock:
             removed = placement.remove(placement.deletable(name, self.ledger, self.registry), self.models_path,
-                                       self.ledger)
+                                       self.ledger, self.registry)
         if self.registry is not None:
             self.registry.refresh(force=True)
         return removed

@@ -120,15 +120,31 @@ def deletable(name: str, ledger: Ledger, registry) -> InstallRecord:
     raise NotFound(f"model {name!r} is not installed", code="model_not_found")
 
 
-def remove(record: InstallRecord, root: Path, ledger: Ledger) -> list[str]:
-    """Delete a model's config and the files its install created that no other model uses."""
+def used_by_others(name: str, root: Path, registry) -> list[str]:
+    """The models-dir paths other models' ``parameters.model`` name (a file, or a directory of files)."""
+    used = []
+    real_root = os.path.realpath(root)
+    for config in registry.all() if registry is not None else ():
+        model = config.parameters.model
+        if config.name == name or not model or "://" in model:
+            continue
+        real = os.path.realpath(os.path.join(real_root, os.path.expanduser(model)))
+        if real.startswith(real_root + os.sep):
+            used.append(norm(os.path.relpath(real, real_root)))
+    return used
+
+
+def remove(record: InstallRecord, root: Path, ledger: Ledger, registry=None) -> list[str]:
+    """Delete a model's config and the files its install created that no other model uses (another
+    install's record lists it, or another config's ``parameters.model`` names it or its directory)."""
     others: set[str] = set()
     for rel, names in ledger.owners().items():
         if names - {record.name}:
             others.add(rel)
+    used = used_by_others(record.name, root, registry)
     removed = []
     for rel in [record.config] + ([] if record.legacy else record.files):
-        if rel in others:
+        if rel in others or any(rel == u or rel.startswith(u + "/") for u in used):
             continue
         try:
             target = download.safe_target(root, rel)
