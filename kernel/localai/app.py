@@ -41,6 +41,7 @@ class AppState:
     models: ModelGallery
     generated_dir: Path = Path()
     upload_dir: Path = Path()
+    output_dir: Path = Path()
     started_at: float = field(default_factory=time.time)
     ready: bool = False
 
@@ -55,19 +56,22 @@ def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
     """Build the app: load plugins and model configs, register routes and lifecycle hooks."""
     host = host or PluginHost(settings)
     registry = ModelRegistry(settings.models_path, host.model_configs())
-    manager = ModelManager(host, registry, settings)
+    scratch = Path(tempfile.mkdtemp(prefix="localai-"))  # 0700, removed at shutdown
+    outputs = scratch / "backend-output"  # backends write only in here, one fresh directory per request
+    outputs.mkdir(mode=0o700)
+    manager = ModelManager(host, registry, settings, output_dir=outputs)
 
     app = Quart("localai", static_folder=None)
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=600, MAX_CONTENT_LENGTH=64 * 1024 * 1024)
     jobs = JobManager(state_file=settings.backends_path / ".jobs.json")
     gallery = BackendGallery(settings, host, jobs)
     model_gallery = ModelGallery(settings, host, gallery, registry)
-    scratch = Path(tempfile.mkdtemp(prefix="localai-"))
     generated = settings.generated_content_path or scratch / "generated"
     uploads = settings.upload_path or scratch / "uploads"
     for directory in (generated, uploads):
         directory.mkdir(parents=True, exist_ok=True)
-    app.extensions["localai"] = state = AppState(settings, host, registry, manager, gallery, model_gallery, generated, uploads)
+    app.extensions["localai"] = state = AppState(settings, host, registry, manager, gallery, model_gallery, generated,
+                                                  uploads, output_dir=outputs)
     metrics.install(app)  # first: request ids and timing for every request, refused ones too
     security.install(app, settings)  # Host and Origin before keys: a foreign page gets 403, not 401
     auth.install(app, settings)

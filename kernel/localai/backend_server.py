@@ -1,9 +1,11 @@
 """Bootstrap shared by Python backend processes: ``serve(servicer)`` runs a gRPC ``backend.Backend``.
 
-Handles ``--addr``, the 50 MB message limits, ``PYTHON_GRPC_MAX_WORKERS``, optional bearer-token
-auth (``LOCALAI_GRPC_AUTH_TOKEN``), SIGTERM/SIGINT shutdown and the parent watch. Also the small
-helpers servicers share: ``model_file``, ``parse_options``, ``truthy``, ``rss``, ``status_response``
-and the ``NotLoaded``/``BadRequest`` errors that ``abort_for`` turns into gRPC status codes. Imports
+Handles ``--addr``, the 50 MB message limits, ``PYTHON_GRPC_MAX_WORKERS``, bearer-token auth
+(``LOCALAI_GRPC_AUTH_TOKEN``: the kernel gives every backend it starts a fresh one), the output
+directory (``LOCALAI_BACKEND_OUTPUT_DIR``: output ``dst`` paths elsewhere are refused), SIGTERM/SIGINT
+shutdown and the parent watch. Also the small helpers servicers share: ``model_file``,
+``parse_options``, ``truthy``, ``rss``, ``status_response`` and the ``NotLoaded``/``BadRequest``
+errors that ``abort_for`` turns into gRPC status codes. Imports
 only the stdlib, grpc and the generated stubs, so backends start fast and stay free of the web stack.
 """
 
@@ -26,6 +28,10 @@ from localai.proto import backend_pb2, backend_pb2_grpc
 DEFAULT_ADDR = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 AUTH_TOKEN_ENV = "LOCALAI_GRPC_AUTH_TOKEN"
+OUTPUT_DIR_ENV = "LOCALAI_BACKEND_OUTPUT_DIR"
+# the calls whose ``dst`` is a path the backend writes (in others, e.g. AudioTranscription, it is read)
+OUTPUT_RPCS = frozenset({"GenerateImage", "UpscaleImage", "GenerateVideo", "Generate3D", "TTS", "TTSStream",
+                         "SoundGeneration", "Depth", "AudioTransform"})
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -58,6 +64,43 @@ class BearerAuthInterceptor(grpc.ServerInterceptor):
         }
         make = kinds[(handler.request_streaming, handler.response_streaming)]
         return make(deny, handler.request_deserializer, handler.response_serializer)
+
+
+class OutputDirInterceptor(grpc.ServerInterceptor):
+    """Refuses (PERMISSION_DENIED) an output call whose ``dst`` does not resolve inside ``root``."""
+
+    def __init__(self, root: str):
+        self._root = os.path.realpath(root)
+
+    def outside(self, dst: str) -> bool:
+        """True when ``dst`` (symlinks resolved) is not a path strictly inside the root."""
+        path = os.path.realpath(dst)
+        return path == self._root or os.path.commonpath([path, self._root]) != self._root
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method.rpartition("/")[2]
+        if handler is None or method not in OUTPUT_RPCS or handler.request_streaming:
+            return handler
+        streaming = handler.response_streaming
+        behaviour = handler.unary_stream if streaming else handler.unary_unary
+
+        def guarded(request, context):
+            if request.dst and self.outside(request.dst):
+                context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                              f"dst {request.dst!r} is outside the output directory this backend was given "
+                              f"({OUTPUT_DIR_ENV}={self._root})")
+            return behaviour(request, context)
+
+        make = grpc.unary_stream_rpc_method_handler if streaming else grpc.unary_unary_rpc_method_handler
+        return make(guarded, handler.request_deserializer, handler.response_serializer)
+
+
+def interceptors() -> list[grpc.ServerInterceptor]:
+    """The auth and output-directory checks this process's environment asks for (auth first)."""
+    token = os.environ.get(AUTH_TOKEN_ENV, "")
+    root = os.environ.get(OUTPUT_DIR_ENV, "")
+    return ([BearerAuthInterceptor(token)] if token else []) + ([OutputDirInterceptor(root)] if root else [])
 
 
 def check_identity(request_identity: str, loaded: str, context) -> bool:
@@ -186,11 +229,7 @@ def start_parent_watch(interval: float | None = None) -> threading.Thread:
 def build_server(servicer, max_workers: int | None = None) -> grpc.Server:
     """Create (not start) a gRPC server with LocalAI's limits, auth and the servicer registered."""
     workers = max_workers or int(os.environ.get("PYTHON_GRPC_MAX_WORKERS", "32"))
-    token = os.environ.get(AUTH_TOKEN_ENV, "")
-    interceptors = [BearerAuthInterceptor(token)] if token else []
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=workers), options=GRPC_OPTIONS, interceptors=interceptors
-    )
+    server = grpc.server(ThreadPoolExecutor(max_workers=workers), options=GRPC_OPTIONS, interceptors=interceptors())
     backend_pb2_grpc.add_BackendServicer_to_server(servicer, server)
     return server
 

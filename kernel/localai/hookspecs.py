@@ -35,7 +35,7 @@ def localai_backends(settings: "Settings") -> Iterable["BackendSpec"]:
 
 @hookspec(firstresult=True)
 def localai_launch_backend(
-    spec: "BackendSpec", addr: str, settings: "Settings", model: str, config: "ModelConfig"
+    spec: "BackendSpec", addr: str, settings: "Settings", model: str, config: "ModelConfig", env: dict[str, str]
 ) -> "BackendHandle | None":
     """Start the process for ``spec`` serving gRPC on ``addr`` and return its handle.
 
@@ -45,6 +45,13 @@ def localai_launch_backend(
     serving on an address of its own choosing. ``config`` is the model's
     :class:`~localai.models.config.ModelConfig` (its extra YAML keys included, e.g. placement
     hints); implementations that do not declare the argument do not receive it.
+
+    ``env`` is what the kernel tells the backend, to be added to its process environment (never
+    its argv, which ``ps`` shows): the server's settings, ``LOCALAI_GRPC_AUTH_TOKEN`` (a fresh
+    secret the kernel sends as ``authorization: Bearer`` on every call; backends built on
+    ``localai.backend_server`` refuse calls without it) and ``LOCALAI_BACKEND_OUTPUT_DIR``. A
+    handle whose backend was started with another token (one shared with other kernels) names it
+    as ``token``.
     """
 
 

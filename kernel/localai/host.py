@@ -93,10 +93,12 @@ class PluginHost:
             )
         )
 
-    def launch(self, spec: BackendSpec, addr: str, model: str, config: Any = None):
+    def launch(self, spec: BackendSpec, addr: str, model: str, config: Any = None,
+               env: dict[str, str] | None = None):
         """Start a backend process through the ``localai_launch_backend`` hook."""
+        env = self.settings.backend_env() if env is None else env
         return self.pm.hook.localai_launch_backend(spec=spec, addr=addr, settings=self.settings, model=model,
-                                                   config=config)
+                                                   config=config, env=env)
 
     def before_inference(self, request: dict[str, Any]) -> None:
         if self.has_inference_hooks:

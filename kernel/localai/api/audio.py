@@ -18,6 +18,7 @@ from quart import Blueprint, Response, request
 from ..errors import BadRequest
 from ..proto import backend_pb2
 from ..backends.http_upstream import is_http_model
+from ..backends.outputs import request_dir
 from .common import json_body, json_response, state, versioned
 from .forward import forward_json, forward_multipart
 from .openai import model_for
@@ -188,17 +189,16 @@ async def speak(req: SpeechRequest) -> Response:
     if is_http_model(config):
         return await forward_json(config, "/audio/speech", req.model_dump(exclude_none=True), binary=True)
     app_state = state()
-    out = app_state.generated_dir / "audio"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{uuid.uuid4().hex}.wav"
-    params = {"speed": str(req.speed)}
-    options = backend_pb2.TTSRequest(text=req.input, model=config.parameters.model, dst=str(path),
-                                     voice=req.voice or str(config.tts.get("voice", "")), params=params)
-    if req.language:
-        options.language = req.language
-    if req.instructions:
-        options.instructions = req.instructions
-    try:
+    # the backend writes into a directory made for this request, removed with what is in it
+    with request_dir(app_state.output_dir) as folder:
+        path = folder / f"{uuid.uuid4().hex}.wav"
+        params = {"speed": str(req.speed)}
+        options = backend_pb2.TTSRequest(text=req.input, model=config.parameters.model, dst=str(path),
+                                         voice=req.voice or str(config.tts.get("voice", "")), params=params)
+        if req.language:
+            options.language = req.language
+        if req.instructions:
+            options.instructions = req.instructions
         async with app_state.manager.use(config.name) as model:
             try:
                 result = await model.stub.TTS(options)
@@ -207,8 +207,6 @@ async def speak(req: SpeechRequest) -> Response:
         if not result.success or not path.is_file():
             raise BadRequest(f"speech synthesis failed: {result.message or 'no audio written'}")
         audio = convert_wav(path.read_bytes(), req.response_format)
-    finally:
-        path.unlink(missing_ok=True)
     return Response(audio, content_type=AUDIO_TYPES[req.response_format])
 
 

@@ -11,6 +11,7 @@ import base64
 import binascii
 import random
 import re
+import shutil
 import stat
 import time
 import uuid
@@ -21,6 +22,7 @@ from pydantic import Field, field_validator
 from quart import Blueprint, request, send_file
 from werkzeug.routing import PathConverter
 
+from ..backends.outputs import request_dir
 from ..errors import BadRequest, NotFound
 from ..proto import backend_pb2
 from .common import json_body, json_response, state, versioned
@@ -109,27 +111,29 @@ async def generate_images():
     source = save_source_image(req.file, app_state.upload_dir) if req.file else None
     data = []
     try:
-        async with app_state.manager.use(config.name) as model:
-            for index in range(req.n):
-                seed = req.seed + index if req.seed is not None else random.randint(1, 2**31 - 1)
-                seed = (seed + 2**31) % 2**32 - 2**31  # wrapped into the backend's int32
-                name = image_name()
-                options = backend_pb2.GenerateImageRequest(
-                    width=width, height=height, step=step, seed=seed, positive_prompt=positive,
-                    negative_prompt=negative, dst=str(out_dir / name), src=str(source) if source else "",
-                    EnableParameters=str(config.diffusers.get("enable_parameters") or ""))
-                try:
-                    result = await model.stub.GenerateImage(options)
-                except grpc.aio.AioRpcError as exc:
-                    raise await model.rpc_error(exc, "GenerateImage") from None
-                path = out_dir / name
-                if not result.success or not path.is_file():
-                    raise BadRequest(f"image generation failed: {result.message or 'no image written'}")
-                if req.response_format == "b64_json":
-                    data.append({"b64_json": base64.b64encode(path.read_bytes()).decode("ascii")})
-                    path.unlink(missing_ok=True)
-                else:
-                    data.append({"url": f"{request.host_url.rstrip('/')}/generated-images/{name}"})
+        # the backend writes into a directory made for this request; served images are moved out of it
+        with request_dir(app_state.output_dir) as folder:
+            async with app_state.manager.use(config.name) as model:
+                for index in range(req.n):
+                    seed = req.seed + index if req.seed is not None else random.randint(1, 2**31 - 1)
+                    seed = (seed + 2**31) % 2**32 - 2**31  # wrapped into the backend's int32
+                    name = image_name()
+                    path = folder / name
+                    options = backend_pb2.GenerateImageRequest(
+                        width=width, height=height, step=step, seed=seed, positive_prompt=positive,
+                        negative_prompt=negative, dst=str(path), src=str(source) if source else "",
+                        EnableParameters=str(config.diffusers.get("enable_parameters") or ""))
+                    try:
+                        result = await model.stub.GenerateImage(options)
+                    except grpc.aio.AioRpcError as exc:
+                        raise await model.rpc_error(exc, "GenerateImage") from None
+                    if not result.success or not path.is_file():
+                        raise BadRequest(f"image generation failed: {result.message or 'no image written'}")
+                    if req.response_format == "b64_json":
+                        data.append({"b64_json": base64.b64encode(path.read_bytes()).decode("ascii")})
+                    else:
+                        shutil.move(path, out_dir / name)
+                        data.append({"url": f"{request.host_url.rstrip('/')}/generated-images/{name}"})
     finally:
         if source is not None:
             source.unlink(missing_ok=True)

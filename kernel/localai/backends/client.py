@@ -18,13 +18,35 @@ CHANNEL_OPTIONS = [
 ]
 
 
-class BackendClient:
-    """Thin async wrapper over the generated ``BackendStub``."""
+class _WithToken:
+    """A stub method that sends ``authorization: Bearer <token>`` with every call."""
 
-    def __init__(self, address: str):
+    __slots__ = ("_method", "_metadata")
+
+    def __init__(self, method, metadata: tuple):
+        self._method = method
+        self._metadata = metadata
+
+    def __call__(self, request, **kwargs):
+        kwargs["metadata"] = tuple(kwargs.get("metadata") or ()) + self._metadata
+        return self._method(request, **kwargs)
+
+
+class BackendClient:
+    """Thin async wrapper over the generated ``BackendStub``.
+
+    With ``token``, every call through ``stub`` carries it as LocalAI's ``authorization: Bearer``
+    metadata (``LOCALAI_GRPC_AUTH_TOKEN`` on the backend's side); backends that do not check ignore it.
+    """
+
+    def __init__(self, address: str, token: str = ""):
         self.address = address
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = backend_pb2_grpc.BackendStub(self.channel)
+        if token:
+            metadata = (("authorization", f"Bearer {token}"),)
+            for name, method in list(vars(self.stub).items()):
+                setattr(self.stub, name, _WithToken(method, metadata))
 
     async def health(self, timeout: float = 2.0) -> bool:
         """True when the backend answers Health with "OK"."""

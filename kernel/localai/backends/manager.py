@@ -4,7 +4,9 @@
 - a crashed backend is noticed (its process exits) and dropped, so the next request restarts it;
 - a limit on loaded models evicts the least recently used idle one; an idle watchdog unloads
   models unused for ``idle_timeout``;
-- unloading calls Free (if implemented), then SIGTERM, then SIGKILL after a grace period.
+- unloading calls Free (if implemented), then SIGTERM, then SIGKILL after a grace period;
+- every backend it starts gets a fresh secret (``LOCALAI_GRPC_AUTH_TOKEN``, in its environment, never
+  its argv) that every call sends, and the one directory output paths are in (``LOCALAI_BACKEND_OUTPUT_DIR``).
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
+import secrets
 import time
+from pathlib import Path
 from typing import AsyncIterator
 
 import grpc
 
 from .. import metrics
+from ..backend_server import AUTH_TOKEN_ENV, OUTPUT_DIR_ENV
 from ..errors import APIError, BackendError, LoadError, ModelNotFound, Unavailable
 from ..host import PluginHost
 from ..models.config import ModelConfig
@@ -38,10 +44,13 @@ log = logging.getLogger("localai.manager")
 class ModelManager:
     """Starts, tracks and stops backend processes for models."""
 
-    def __init__(self, host: PluginHost, registry: ModelRegistry, settings: Settings):
+    def __init__(self, host: PluginHost, registry: ModelRegistry, settings: Settings,
+                 output_dir: Path | None = None):
         self.host = host
         self.registry = registry
         self.settings = settings
+        # where backends may write output files (each request gets its own directory in it)
+        self.output_dir = output_dir
         self.loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task] = {}
         self._watchdog: asyncio.Task | None = None
@@ -136,21 +145,28 @@ class ModelManager:
         except FileNotFoundError as exc:
             raise LoadError(f"cannot load model {config.name!r}: {exc}") from None
         addr = f"127.0.0.1:{free_port()}" if spec.managed else spec.address
-        handle = self.host.launch(spec, addr, config.name, config)
+        token, env = self.launch_env(spec)
+        handle = self.host.launch(spec, addr, config.name, config, env)
         if handle is None:
             raise LoadError(f"no plugin could launch backend {spec.name!r}")
+        # a handle sharing a backend that was started elsewhere names that backend's token
+        token = getattr(handle, "token", None) or token
         started = time.monotonic()
         try:
             await handle.start()
         except OSError as exc:
             raise LoadError(f"cannot start backend {spec.name!r} for model {config.name!r}: {exc}") from None
         addresses = getattr(handle, "addresses", None) or [handle.address]
-        clients = {address: BackendClient(address) for address in addresses}
+        clients = {address: BackendClient(address, token) for address in addresses}
         options = model_options(config, self.settings, model_file)
 
         async def load_one(address: str) -> None:
             client = clients[address]
             await self._wait_healthy(handle, client, spec, config)
+            if await self._answers_strangers(address):
+                log.warning("backend %r of model %r at %s answers calls without the kernel's token: any local "
+                            "process can use it (it does not check LOCALAI_GRPC_AUTH_TOKEN; see SECURITY.md)",
+                            spec.name, config.name, address)
             result = await client.load_model(options, timeout=self.settings.load_timeout)
             if not result.success:
                 raise LoadError(
@@ -181,6 +197,18 @@ class ModelManager:
         log.info("model %s loaded by backend %s at %s in %.2fs", config.name, spec.name, ", ".join(clients),
                  time.monotonic() - started)
         return model
+
+    def launch_env(self, spec: BackendSpec) -> tuple[str, dict[str, str]]:
+        """The token the kernel will send, and the environment it gives the backend it launches.
+
+        A backend the kernel starts gets a fresh secret; one already running elsewhere
+        (``spec.address``) gets the operator's ``LOCALAI_GRPC_AUTH_TOKEN``, as LocalAI does.
+        """
+        token = secrets.token_urlsafe(32) if spec.managed else os.environ.get(AUTH_TOKEN_ENV, "")
+        env = {**self.settings.backend_env(), AUTH_TOKEN_ENV: token}
+        if self.output_dir is not None:
+            env[OUTPUT_DIR_ENV] = str(self.output_dir)
+        return token, env
 
     async def _load_http(self, config: ModelConfig, spec: BackendSpec) -> LoadedModel:
         """Connect to (or start and supervise) an OpenAI-compatible HTTP server."""
@@ -230,6 +258,17 @@ class ModelManager:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+    @staticmethod
+    async def _answers_strangers(address: str) -> bool:
+        """True when the backend at ``address`` answers a Health call that carries no token."""
+        stranger = BackendClient(address)
+        try:
+            return await stranger.health(timeout=2.0)
+        except grpc.aio.AioRpcError:
+            return False
+        finally:
+            await stranger.close()
 
     async def _discard(self, handle, *clients: BackendClient) -> None:
         for client in clients:

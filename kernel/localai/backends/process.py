@@ -52,6 +52,8 @@ class BackendHandle(Protocol):
     - ``shared: bool`` — other kernels may use the same backend: unloading does not call Free
       and ``stop()`` only drops this kernel's reference (the backend stops with the last one).
     - ``placement`` — JSON-able description of where it runs, shown in ``/system``.
+    - ``token: str`` — the secret its backends require, when it is not the ``LOCALAI_GRPC_AUTH_TOKEN``
+      of the ``env`` the launch hook was given (a backend another kernel started). Default: that one.
     """
 
     address: str

@@ -7,7 +7,7 @@ from localai.backends.process import LocalProcess, RemoteBackend
 
 
 @hookimpl(trylast=True)
-def localai_launch_backend(spec, addr, settings, model):
+def localai_launch_backend(spec, addr, settings, model, env):
     if not spec.managed:
         return RemoteBackend(spec.address)
-    return LocalProcess(spec, addr, model, extra_env=settings.backend_env())
+    return LocalProcess(spec, addr, model, extra_env=env)
