@@ -16,6 +16,9 @@ USECASES = ("chat", "completion", "embeddings", "tokenize")
 # request features it honours: tool calls and json_schema replies forced by GBNF grammars
 FEATURES = ("tools", "json_schema", "grammar", "logprobs")
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SIGILL_HINT = ("rebuild llama-cpp-python for this CPU: `scripts/install-llama-cpp-python PYTHON` from "
+               "the LocalAI for Python checkout, or pip install --force-reinstall --no-cache-dir "
+               "llama-cpp-python with the CMAKE_ARGS its README gives (Intel AMX off)")
 
 
 @hookimpl
@@ -34,6 +37,7 @@ def localai_backends() -> list[BackendSpec]:
             "embeddings, tokenize)",
             aliases=("llama-cpp", "llama", "go-llama", "llama.cpp"),
             features=FEATURES,
+            sigill_hint=SIGILL_HINT,
         )
     ]
 
