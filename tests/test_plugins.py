@@ -226,3 +226,35 @@ def test_before_inference_can_adjust_the_request(root, tmp_path, echo_backend, l
     assert reply.choices[0].finish_reason == "length"
     completion = client.completions.create(model="echo", prompt="a b c")
     assert completion.choices[0].text == "echo:"
+
+
+TYPO = textwrap.dedent("""\
+    from localai import hookimpl
+
+    @hookimpl
+    def localai_backend(settings):  # misspelled: localai_backends
+        return []
+
+    @hookimpl
+    def localai_register_routes(app):
+        @app.get("/typo/hello")
+        async def hello():
+            return {"hello": "typo"}
+    """)
+
+
+def test_misspelled_hook_is_a_load_error(root, tmp_path, localai_server):
+    make_plugin(root, "typo", TYPO)
+    make_plugin(root, "good", GOOD)
+    rows = plugins_json(root)
+    assert "unknown hook localai_backend" in rows["typo"]["error"] and rows["typo"]["hooks"] == []
+    assert rows["good"]["error"] is None  # one plugin's typo does not break the others
+
+    output = run_fails(root, tmp_path / "models", LOCALAI_STRICT_PLUGINS="1")
+    assert "typo" in output and "unknown hook localai_backend" in output
+
+    server = localai_server(tmp_path / "models", env=plugin_env(root))
+    assert httpx.get(server.url("/typo/hello")).status_code == 404  # none of its hooks run
+    plugins = {p["name"]: p for p in httpx.get(server.url("/system")).json()["plugins"]}
+    assert "unknown hook localai_backend" in plugins["typo"]["error"]
+    assert "typo" in server.log() and "unknown hook localai_backend" in server.log()

@@ -360,5 +360,7 @@ class StreamShaper:
         if self.held is not None:
             text = "".join(self.held)
             calls = parse_calls(text.strip(), self.plan.tool_names)
-            return [self.pb.Reply(chat_deltas=[tool_deltas(calls)])] if calls else [self.pb.Reply(message=text.encode())]
+            if calls:
+                return [self.pb.Reply(chat_deltas=[tool_deltas(calls)])]
+            return [self.pb.Reply(message=text.encode())]
         return [self.pb.Reply(message=self.seen.encode())] if self.seen else []

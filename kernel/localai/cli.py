@@ -11,7 +11,7 @@ import click
 
 from . import __version__
 from .cli_options import common_options, settings_from
-from .cli_plugins import plugins
+from .cli_plugins import plugin_host, plugins
 from .errors import ConfigError
 from .settings import Settings
 
@@ -27,6 +27,8 @@ cli.add_command(plugins)
 
 @cli.command()
 @click.option("--address", envvar=["LOCALAI_ADDRESS", "ADDRESS"], help="Bind address HOST:PORT [127.0.0.1:8080].")
+@click.option("--ollama-address", envvar="LOCALAI_OLLAMA_ADDRESS",
+              help="Also serve Ollama's API (only it) on this HOST:PORT, e.g. 127.0.0.1:11434.")
 @common_options
 @click.option("--threads", envvar="LOCALAI_THREADS", type=int, help="Threads per backend [all cores].")
 @click.option("--context-size", envvar="LOCALAI_CONTEXT_SIZE", type=int, help="Default context size.")
@@ -75,10 +77,12 @@ def run(models_to_run, **options):
                 installed = run_gallery_action(lambda bar: gallery.install(item, progress=bar, local_roots=None),
                                                item)
                 click.echo(f"installed model {installed}", err=True)
-    from .server import run as run_server
+    from .server import run as run_server, setup_logging
 
+    setup_logging(settings.log_level)  # the server logs the plugins that failed to load
+    host = plugin_host(settings)
     try:
-        run_server(settings)
+        run_server(settings, host)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -92,14 +96,10 @@ def model_gallery(**options):
     """A ModelGallery (with the plugin host and backend gallery) for the CLI."""
     from .gallery.models import ModelGallery
     from .gallery.service import BackendGallery
-    from .host import PluginHost
     from .models.registry import ModelRegistry
 
     settings = settings_from(**options)
-    try:
-        host = PluginHost(settings, lenient=True)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    host = plugin_host(settings, lenient=True)
     registry = ModelRegistry(settings.models_path, host.model_configs())
     return ModelGallery(settings, host, BackendGallery(settings, host), registry)
 
@@ -120,7 +120,8 @@ def models_list(available: bool, as_json: bool, **options):
             click.echo(json.dumps(rows, indent=2))
             return
         for row in rows:
-            click.echo(f" {'*' if row['installed'] else '-'} {row['gallery']}@{row['name']}  {row['description']}".rstrip())
+            mark = "*" if row["installed"] else "-"
+            click.echo(f" {mark} {row['gallery']}@{row['name']}  {row['description']}".rstrip())
         return
     registry = gallery.registry
     rows = [{"name": c.name, "backend": c.backend_name, "source": c.source} for c in registry.all()]
@@ -161,13 +162,9 @@ def gallery_options(func):
 
 def backend_gallery(**options):
     from .gallery.service import BackendGallery
-    from .host import PluginHost
 
     settings = settings_from(**options)
-    try:
-        return BackendGallery(settings, PluginHost(settings, lenient=True))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return BackendGallery(settings, plugin_host(settings, lenient=True))
 
 
 class ProgressBar:
@@ -306,21 +303,25 @@ def backends_package(directory: Path, tag: str | None, push: bool, output: Path 
         raise click.ClickException(str(exc)) from None
 
 
-def _register_plugin_commands() -> None:
-    """Let plugins add commands (``localai_register_commands``); never fatal."""
-    from .plugins import load_plugins, new_plugin_manager
+def load_plugins_once():
+    """Load the plugins for this process and let them add commands (``localai_register_commands``);
+    never fatal: the commands that use plugins report what failed. The PluginHost, or None."""
+    from .host import PluginHost
 
-    logging.getLogger("localai.plugins").setLevel(logging.CRITICAL)
+    quiet = [logging.getLogger(name) for name in ("localai.plugins", "localai.host")]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
     try:
-        pm = new_plugin_manager()
-        load_plugins(pm, Settings.from_env(strict_plugins=False))
-        pm.hook.localai_register_commands(cli=cli)
+        host = PluginHost(Settings.from_env(strict_plugins=False), lenient=True)
+        host.register_commands(cli)
+        return host
     except Exception:  # a plugin's command must not break the CLI
-        pass
+        return None
     finally:
-        logging.getLogger("localai.plugins").setLevel(logging.NOTSET)
+        for logger in quiet:
+            logger.setLevel(logging.NOTSET)
 
 
 def main(argv: list[str] | None = None) -> None:
-    _register_plugin_commands()
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="local-ai")
+    host = load_plugins_once()
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="local-ai", obj=host)

@@ -9,16 +9,27 @@ import click
 
 from .cli_options import common_options, settings_from
 from .errors import ConfigError
+from .settings import Settings
+
+
+def plugin_host(settings: Settings, lenient: bool = False):
+    """A PluginHost for ``settings`` over the plugins ``main`` loaded for this process (loaded here when
+    the command runs without it, as in tests); a ConfigError is the command's error."""
+    from .host import PluginHost
+
+    context = click.get_current_context(silent=True)
+    loaded = context.find_root().obj if context is not None else None
+    try:
+        if isinstance(loaded, PluginHost):
+            return loaded.for_settings(settings, lenient)
+        return PluginHost(settings, lenient=lenient)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def plugin_rows(**options) -> list[dict]:
     """The plugins this environment loads, as ``PluginInfo.as_dict()`` rows."""
-    from .host import PluginHost
-
-    try:
-        host = PluginHost(settings_from(**options), lenient=True)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    host = plugin_host(settings_from(**options), lenient=True)
     return [info.as_dict() for info in host.plugins.values()]
 
 

@@ -15,8 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import click
     from quart import Quart
 
-    from .backends.process import BackendHandle
-    from .backends.spec import BackendSpec
+    from .backend_spec import BackendHandle, BackendSpec
     from .models.config import ModelConfig
     from .settings import Settings
 
@@ -27,7 +26,7 @@ hookspec = pluggy.HookspecMarker("localai")
 def localai_backends(settings: "Settings") -> Iterable["BackendSpec"]:
     """Return the backends this plugin provides (discovery).
 
-    Each item is a :class:`localai.backends.spec.BackendSpec`: a name, the usecases it
+    Each item is a :class:`localai.backend_spec.BackendSpec`: a name, the usecases it
     serves and the argv that starts its gRPC server (``{addr}`` is substituted). Two
     plugins returning the same backend name is a configuration error.
     """
@@ -41,7 +40,7 @@ def localai_launch_backend(
 
     The first non-None result wins. The built-in implementation (``trylast``) starts a local
     subprocess; a plugin can place the backend elsewhere (another host, a cluster) by
-    returning any object that satisfies :class:`localai.backends.process.BackendHandle`,
+    returning any object that satisfies :class:`localai.backend_spec.BackendHandle`,
     serving on an address of its own choosing. ``config`` is the model's
     :class:`~localai.models.config.ModelConfig` (its extra YAML keys included, e.g. placement
     hints); implementations that do not declare the argument do not receive it.

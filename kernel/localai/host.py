@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from typing import Any
 
 from . import metrics
-from .backends.spec import BackendSpec
+from .backend_spec import BackendSpec
 from .errors import ConfigError
 from .plugins import USER_BACKEND_PLUGINS, PluginInfo, call_each, load_plugins, new_plugin_manager
 from .settings import Settings
@@ -16,20 +17,46 @@ log = logging.getLogger("localai.host")
 
 
 class PluginHost:
-    """Loads plugins once and answers: which backends, which default models, launch this."""
+    """Loads plugins once and answers: which backends, which default models, launch this.
 
-    def __init__(self, settings: Settings, lenient: bool = False):
+    Every hook is called through it. :meth:`for_settings` gives another host over the same loaded
+    plugins (the CLI loads them once per process, then serves or lists with the command's settings).
+    """
+
+    def __init__(self, settings: Settings, lenient: bool = False, _loaded: PluginHost | None = None):
         """Load plugins. A backend name registered twice raises ConfigError, unless ``lenient``
-        (for listing), where the second registration is recorded as that plugin's error."""
+        (for listing), where the second registration is recorded as that plugin's error; so does a
+        plugin that failed to load when ``settings.strict_plugins``."""
         self.settings = settings
         self.lenient = lenient
-        self.pm = new_plugin_manager()
-        self.plugins: dict[str, PluginInfo] = load_plugins(self.pm, settings)
+        if _loaded is None:
+            self.pm = new_plugin_manager()
+            self.plugins: dict[str, PluginInfo] = load_plugins(self.pm, settings)
+        else:
+            self.pm = _loaded.pm
+            # each host records its own hook failures: only what loading said is shared
+            self.plugins = {name: dataclasses.replace(info, hooks=list(info.hooks), backends=[],
+                                                      error=_loaded.load_errors.get(name))
+                            for name, info in _loaded.plugins.items()}
+        self.load_errors = {name: info.error for name, info in self.plugins.items() if info.error}
+        if self.load_errors and settings.strict_plugins and not lenient:
+            name, error = next(iter(self.load_errors.items()))
+            raise ConfigError(f"plugin {name} failed to load: {error}")
         self.refresh_backends()
         self.has_inference_hooks = bool(
             self.pm.hook.localai_before_inference.get_hookimpls()
             or self.pm.hook.localai_after_inference.get_hookimpls()
         )
+
+    def for_settings(self, settings: Settings, lenient: bool = False) -> PluginHost:
+        """A host over these loaded plugins (not loaded again) for ``settings``; unless ``lenient``, the
+        plugins that failed to load are logged."""
+        host = PluginHost(settings, lenient, _loaded=self)
+        if not lenient:
+            for info in host.plugins.values():
+                if info.error:
+                    log.error("plugin %s failed to load: %s", info.name, info.error)
+        return host
 
     def refresh_backends(self) -> None:
         """Ask plugins for their backends again (after a backend was installed or deleted)."""

@@ -89,8 +89,10 @@ def load_plugins(pm: pluggy.PluginManager, settings: Settings) -> dict[str, Plug
             raise ConfigError(f"plugin {info.name} failed to load: {info.error}") from exc
 
     for module_name in BUILTIN_PLUGINS:
-        infos[module_name] = PluginInfo(name=module_name, distribution="localai-kernel", version=__version__, builtin=True)
+        infos[module_name] = PluginInfo(name=module_name, distribution="localai-kernel", version=__version__,
+                                        builtin=True)
         pm.register(importlib.import_module(module_name), name=module_name)
+    pm.check_pending()  # a built-in with an unknown hook is the kernel's bug
 
     seen: set[str] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -107,6 +109,7 @@ def load_plugins(pm: pluggy.PluginManager, settings: Settings) -> dict[str, Plug
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
+            check_hooks(pm, ep.name)
         except Exception as exc:  # a broken plugin must never stop the server
             fail(info, exc)
 
@@ -115,6 +118,18 @@ def load_plugins(pm: pluggy.PluginManager, settings: Settings) -> dict[str, Plug
         if plugin is not None:
             info.hooks = sorted(impl_name for impl_name in dir(plugin) if impl_name.startswith("localai_"))
     return infos
+
+
+def check_hooks(pm: pluggy.PluginManager, name: str) -> None:
+    """Refuse (unregister, raise) the plugin ``name`` when it implements a hook the kernel does not
+    specify, e.g. a misspelled ``localai_backend``: pluggy would never call it."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        callers = pm.get_hookcallers(pm.get_plugin(name)) or []
+        unknown = sorted(caller.name for caller in callers if not caller.has_spec())
+        pm.unregister(name=name)
+        raise ConfigError(f"unknown hook {', '.join(unknown)} (the kernel's hooks are in localai.hookspecs)") from None
 
 
 def call_each(pm: pluggy.PluginManager, hook_name: str, infos: dict[str, PluginInfo], strict: bool, **kwargs):

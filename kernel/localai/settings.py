@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -85,6 +85,7 @@ class Settings:
     """Everything the kernel needs to know at start-up; kept on the app as ``app.extensions["localai"]``."""
 
     address: str = "127.0.0.1:8080"
+    ollama_address: str = ""  # a second listener serving only Ollama's routes (e.g. 127.0.0.1:11434)
     models_path: Path = Path("models")
     backends_path: Path = Path("backends")
     backends_system_path: Path | None = Path("/var/lib/local-ai/backends")
@@ -131,6 +132,7 @@ class Settings:
         load = os.environ.get("LOCALAI_LOAD_PLUGINS")
         values = dict(
             address=os.environ.get("LOCALAI_ADDRESS") or os.environ.get("ADDRESS") or "127.0.0.1:8080",
+            ollama_address=(os.environ.get("LOCALAI_OLLAMA_ADDRESS") or "").strip(),
             models_path=Path(os.environ.get("LOCALAI_MODELS_PATH") or os.environ.get("MODELS_PATH") or "models"),
             backends_path=Path(
                 os.environ.get("LOCALAI_BACKENDS_PATH") or os.environ.get("BACKENDS_PATH") or "backends"
@@ -200,3 +202,8 @@ class Settings:
         """The bind address split into host and port; an empty host (":8080") binds all interfaces."""
         host, _, port = self.address.rpartition(":")
         return (host or "0.0.0.0"), int(port or 8080)
+
+    def listeners(self) -> list["Settings"]:
+        """The settings of every address served: ``address``, then ``ollama_address`` when set."""
+        extra = [replace(self, address=self.ollama_address, ollama_address="")] if self.ollama_address else []
+        return [self, *extra]

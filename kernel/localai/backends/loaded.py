@@ -11,9 +11,9 @@ import grpc
 
 from ..errors import APIError, BackendError, NotFound, Unavailable
 from ..models.config import ModelConfig
+from ..backend_spec import BackendSpec
 from .client import BackendClient
 from .http_upstream import HttpUpstream
-from .spec import BackendSpec
 
 
 class LoadedModel:
@@ -21,19 +21,18 @@ class LoadedModel:
 
     CONNECTION_LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
 
-    def __init__(self, config: ModelConfig, spec: BackendSpec, handle, client: BackendClient | None,
-                 upstream: HttpUpstream | None = None, clients: list[BackendClient] | None = None):
+    def __init__(self, config: ModelConfig, spec: BackendSpec, handle, clients: list[BackendClient] | None = None,
+                 upstream: HttpUpstream | None = None):
         self.config = config
         self.spec = spec
         self.handle = handle
-        # one client per replica (address) of the backend; ``client`` is the first
-        self.clients = clients or ([client] if client else [])
-        self.client = self.clients[0] if self.clients else None
+        self.clients = clients or []  # one client per replica (address) of the backend
         self._stubs = [c.stub for c in self.clients]
         self._turn = 0
         self.upstream = upstream
         self.in_flight = 0
         self.last_used = time.monotonic()
+        self.keep_alive: float | None = None  # seconds idle before unloading, as a request asked (Ollama's keep_alive)
         self.loaded_at = time.time()
         self.crashed = False
         self.stopping = False
@@ -42,6 +41,12 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.config.name
+
+    def idle_limit(self, idle_timeout: float) -> float | None:
+        """Seconds this model may stay idle: its keep-alive, else the server's ``idle_timeout`` (None: no limit)."""
+        if self.keep_alive is not None:
+            return self.keep_alive
+        return idle_timeout if idle_timeout > 0 and not self.config.pinned else None
 
     @property
     def stub(self):

@@ -3,7 +3,7 @@
 - concurrent first requests for a model start one process and load once;
 - a crashed backend is noticed (its process exits) and dropped, so the next request restarts it;
 - a limit on loaded models evicts the least recently used idle one; an idle watchdog unloads
-  models unused for ``idle_timeout``;
+  models unused for ``idle_timeout``, or for the keep-alive a request set on the model;
 - unloading calls Free (if implemented), then SIGTERM, then SIGKILL after a grace period;
 - every backend it starts gets a fresh secret (``LOCALAI_GRPC_AUTH_TOKEN``, in its environment, never
   its argv) that every call sends, and the one directory output paths are in (``LOCALAI_BACKEND_OUTPUT_DIR``).
@@ -36,7 +36,7 @@ from .http_upstream import HttpUpstream, UpstreamOptions, is_http_model
 from .loaded import LoadedModel
 from .options import model_options
 from .process import LocalProcess, RemoteBackend, free_port
-from .spec import BackendSpec
+from ..backend_spec import BackendSpec
 
 log = logging.getLogger("localai.manager")
 
@@ -54,6 +54,7 @@ class ModelManager:
         self.loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task] = {}
         self._watchdog: asyncio.Task | None = None
+        self._wakeup = asyncio.Event()  # a keep-alive changed or a model went idle: look again
         self._closed = False
         self.admission = Admission(settings)
 
@@ -104,6 +105,23 @@ class ModelManager:
         self.admission.leave(model.name)
         model.in_flight -= 1
         model.last_used = time.monotonic()
+        if model.keep_alive is not None and model.in_flight == 0:
+            self._wakeup.set()
+
+    def keep_alive(self, name: str, seconds: float | None) -> None:
+        """Let the loaded model ``name`` stay idle ``seconds`` (0: unload as soon as it is idle) before the
+        watchdog unloads it; None leaves it as it is."""
+        model = self.loaded.get(name)
+        if seconds is None or model is None:
+            return
+        model.keep_alive = seconds
+        model.last_used = time.monotonic()
+        self._wakeup.set()
+
+    def expires_in(self, model: LoadedModel) -> float | None:
+        """Seconds until the watchdog unloads ``model`` if it stays idle (None: never)."""
+        limit = model.idle_limit(self.settings.idle_timeout)
+        return None if limit is None else max(0.0, limit - (time.monotonic() - model.last_used))
 
     @contextlib.asynccontextmanager
     async def use(self, name: str) -> AsyncIterator[LoadedModel]:
@@ -190,7 +208,7 @@ class ModelManager:
         except BaseException:
             await self._discard(handle, *clients.values())
             raise
-        model = LoadedModel(config, spec, handle, None, clients=list(clients.values()))
+        model = LoadedModel(config, spec, handle, clients=list(clients.values()))
         model.watcher = asyncio.create_task(self._watch(model))
         self.loaded[config.name] = model
         metrics.BACKEND_LOADS.labels(config.name, spec.name).inc()
@@ -233,7 +251,7 @@ class ModelManager:
             await upstream.close()
             await handle.stop(self.settings.stop_grace)
             raise
-        model = LoadedModel(config, spec, handle, None, upstream)
+        model = LoadedModel(config, spec, handle, upstream=upstream)
         if options.command:
             model.watcher = asyncio.create_task(self._watch(model))
         self.loaded[config.name] = model
@@ -336,18 +354,25 @@ class ModelManager:
         return True
 
     async def _idle_watchdog(self) -> None:
+        """Unload models idle past their limit; sleeps until the next one is due (or ``watchdog_interval``)."""
         while True:
-            await asyncio.sleep(self.settings.watchdog_interval)
-            now = time.monotonic()
+            due = [left for m in self.loaded.values() if (left := self.expires_in(m)) is not None]
+            if self.settings.idle_timeout > 0:  # models loaded since are looked at within the interval
+                due.append(self.settings.watchdog_interval)
+            wait = min(due, default=None)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+            self._wakeup.clear()
             for model in list(self.loaded.values()):
-                if model.in_flight == 0 and not model.config.pinned and now - model.last_used > self.settings.idle_timeout:
-                    log.info("model %s idle for %.0fs; unloading", model.name, now - model.last_used)
+                left = self.expires_in(model)
+                if model.in_flight == 0 and left is not None and left <= 0 and self.loaded.get(model.name) is model:
+                    log.info("model %s idle for %.0fs; unloading", model.name, time.monotonic() - model.last_used)
                     await self.unload(model.name)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.settings.idle_timeout > 0 and self._watchdog is None:
+        if self._watchdog is None:
             self._watchdog = asyncio.create_task(self._idle_watchdog())
 
     async def shutdown(self) -> None:

@@ -10,10 +10,9 @@ import os
 import signal
 import socket
 import sys
-from typing import Protocol, runtime_checkable
 
+from ..backend_spec import BackendHandle, BackendSpec  # noqa: F401  (BackendHandle: its old home)
 from .exits import describe_exit_code
-from .spec import BackendSpec
 
 log = logging.getLogger("localai.backends")
 
@@ -35,38 +34,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-@runtime_checkable
-class BackendHandle(Protocol):
-    """What the kernel needs from a started backend, wherever it runs.
-
-    Optional members, read with ``getattr`` by the model manager (a handle without them
-    behaves as one local process):
-
-    - ``addresses: list[str]`` — every gRPC address serving the model (replicas), read after
-      ``start()``; requests are spread over them round-robin. Default ``[address]``.
-    - ``async load(load_one)`` — run LoadModel where it is needed by awaiting
-      ``load_one(address)`` (Health wait + LoadModel on that address); a handle shared with
-      other kernels skips replicas that another kernel already loaded. Default: every address.
-    - ``shared: bool`` — other kernels may use the same backend: unloading does not call Free
-      and ``stop()`` only drops this kernel's reference (the backend stops with the last one).
-    - ``placement`` — JSON-able description of where it runs, shown in ``/system``.
-    - ``token: str`` — the secret its backends require, when it is not the ``LOCALAI_GRPC_AUTH_TOKEN``
-      of the ``env`` the launch hook was given (a backend another kernel started). Default: that one.
-    """
-
-    address: str
-
-    async def start(self) -> None: ...
-
-    def alive(self) -> bool: ...
-
-    async def wait(self) -> int | None: ...
-
-    async def stop(self, grace: float) -> None: ...
-
-    def describe_exit(self) -> str: ...
 
 
 class LocalProcess:

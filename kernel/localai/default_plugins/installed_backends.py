@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from localai import hookimpl
-from localai.backends.spec import BackendSpec
+from localai.backend_spec import BackendSpec
 from localai.gallery.store import BackendStore
 
 

@@ -5,9 +5,9 @@ plugins (``OLLAMA_HOST=http://127.0.0.1:8080``).
 ``"json"`` or a JSON schema, ``tools`` with ``message.tool_calls`` arguments as objects,
 ``images``, ``keep_alive``; eval counts and durations in the final object), ``POST /api/embed``,
 and ``POST /api/embeddings`` are here; the model routes (``/api/tags``, ``show``, ``ps``,
-``version``, ``pull``, ``delete``) are in :mod:`.ollama_models`, the second listener
-(``--ollama-address``) in :mod:`.ollama_port`. ``name:latest`` resolves to ``name``. Errors are
-``{"error": "message"}``.
+``version``, ``pull``, ``delete``) are in :mod:`.ollama_models`, what the second
+listener (``--ollama-address``, bound by the server) answers in :mod:`.ollama_port`.
+``name:latest`` resolves to ``name``. Errors are ``{"error": "message"}``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from . import ollama_models
 from .core import ERROR, TEXT, TOOL, arguments_object, document, resolve_model, start_chat
 from .ollama_models import (NDJSON, apply_keep_alive, install_errors, keep_alive_seconds, model_arg, now_iso,
                             request_object)
-from .ollama_port import add_run_option, listener
 
 bp = Blueprint("dialect_ollama", __name__)
 install_errors(bp)
@@ -266,18 +265,3 @@ def localai_register_routes(app):
                        "dialect_ollama_models.pull": {200: STREAM},
                        "dialect_ollama_models.delete": {200: {"text/plain": {"type": "string"}}}})
     document(documented, ERROR_SCHEMA)
-
-
-@hookimpl
-def localai_register_commands(cli):
-    add_run_option(cli)
-
-
-@hookimpl
-def localai_startup(app):
-    listener.start(app)
-
-
-@hookimpl
-def localai_shutdown(app):
-    return listener.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import os
 import time
 from datetime import datetime, timezone
@@ -25,7 +24,6 @@ from ..errors import APIError, BadRequest, NotFound
 bp = Blueprint("dialect_ollama_models", __name__)
 OLLAMA_VERSION = "0.12.6"  # the Ollama API level these routes follow (clients compare versions)
 NDJSON = "application/x-ndjson"
-expiry: dict[str, float] = {}  # model -> when keep_alive lets it go
 
 
 async def api_error(error: APIError):
@@ -149,12 +147,12 @@ def find_config(name: str):
 @bp.route("/api/ps", methods=["GET"])
 async def ps():
     """The loaded models."""
-    settings = state().settings
+    manager = state().manager
     models = []
-    for model in list(state().manager.loaded.values()):
+    for model in list(manager.loaded.values()):
         facts = model_facts(model.config)
-        until = expiry.get(model.name) or (time.time() + settings.idle_timeout if settings.idle_timeout > 0
-                                           else time.time() + 10 * 365 * 86400)
+        left = manager.expires_in(model)
+        until = time.time() + (10 * 365 * 86400 if left is None else left)
         models.append({"name": tagged(model.name), "model": tagged(model.name), "size": facts["size"],
                        "digest": facts["digest"], "details": facts["details"], "size_vram": 0,
                        "context_length": model.config.context_size or 0,
@@ -189,19 +187,9 @@ def keep_alive_seconds(value: Any) -> float | None:
 
 
 def apply_keep_alive(manager, name: str, seconds: float | None) -> None:
-    """Unload ``name`` once it has been idle ``seconds`` (0: now), as the idle watchdog would."""
-    if seconds is None:
-        return
-    expiry[name] = time.time() + seconds
-
-    async def check() -> None:
-        await asyncio.sleep(seconds)
-        model = manager.loaded.get(name)
-        if model is not None and model.in_flight == 0 and time.time() >= expiry.get(name, math.inf) - 0.01:
-            expiry.pop(name, None)
-            await manager.unload(name)
-
-    asyncio.get_running_loop().create_task(check())
+    """Unload ``name`` once it has been idle ``seconds`` (0: as soon as it is idle): the model manager's
+    idle watchdog does it."""
+    manager.keep_alive(name, seconds)
 
 
 # -- pull and delete ---------------------------------------------------------------------------
