@@ -101,7 +101,7 @@ def test_schemas_are_closed_without_changing_what_they_allow():
 
 
 def test_completion_logprobs_are_reshaped_to_the_legacy_shape():
-    from localai.api.chat_core import completion_logprobs
+    from localai.dialects.openai_chat import completion_logprobs
 
     chat_shaped = {"content": [
         {"token": "Hi", "logprob": -0.5, "top_logprobs": [{"token": "Hi", "logprob": -0.5}, {"token": "Yo", "logprob": -2.0}]},

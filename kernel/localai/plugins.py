@@ -26,7 +26,8 @@ BUILTIN_PLUGINS = (
     "localai.default_plugins.local_launcher",
     "localai.default_plugins.external_backends",
     "localai.default_plugins.installed_backends",
-    "localai.dialects.anthropic",  # client dialects on the chat core (kernel/localai/dialects/)
+    "localai.dialects.openai_chat",  # client dialects on the chat core (kernel/localai/dialects/)
+    "localai.dialects.anthropic",
     "localai.dialects.ollama",
     "localai.dialects.responses",
 )

@@ -15,13 +15,13 @@ import grpc
 from pydantic import Field, field_validator
 from quart import Blueprint, Response, request
 
-from ..errors import BadRequest
-from ..proto import backend_pb2
 from ..backends.http_upstream import is_http_model
 from ..backends.outputs import request_dir
+from ..chat.models import model_for
+from ..errors import BadRequest
+from ..proto import backend_pb2
 from .common import json_body, json_response, state, versioned
 from .forward import forward_json, forward_multipart
-from .openai import model_for
 from .schemas import Request, parse
 
 bp = Blueprint("audio", __name__)
@@ -73,7 +73,7 @@ async def transcribe(translate: bool):
     except ValueError:
         raise BadRequest("temperature must be a number", param="temperature") from None
     granularities = form.getlist("timestamp_granularities[]") or form.getlist("timestamp_granularities")
-    config = model_for(form.get("model"), "transcript")
+    config = model_for(state(), form.get("model"), "transcript")
     if is_http_model(config):
         fields = {key: form.getlist(key) if len(form.getlist(key)) > 1 else form[key] for key in form}
         content = upload.read()
@@ -185,7 +185,7 @@ def convert_wav(data: bytes, response_format: str) -> bytes:
 async def speak(req: SpeechRequest) -> Response:
     if req.response_format not in AUDIO_TYPES:
         raise BadRequest(f"response_format must be one of {', '.join(AUDIO_TYPES)}", param="response_format")
-    config = model_for(req.model, "tts")
+    config = model_for(state(), req.model, "tts")
     if is_http_model(config):
         return await forward_json(config, "/audio/speech", req.model_dump(exclude_none=True), binary=True)
     app_state = state()

@@ -1,8 +1,7 @@
 """Forwarding requests to HTTP backends (OpenAI-compatible upstream servers).
 
 The model name is mapped both ways; streams are passed through line by line as they arrive;
-upstream failures come back in the OpenAI error shape (unreachable 502, timeout 504, the
-upstream's own 4xx/5xx with its message).
+upstream failures come back in the OpenAI error shape (see :mod:`localai.chat.upstream`).
 """
 
 from __future__ import annotations
@@ -13,34 +12,11 @@ import httpx
 import orjson
 from quart import Response
 
-from ..errors import APIError, BackendError
+from ..chat.upstream import error_from_response, open_stream, upstream_error
 from ..models.config import ModelConfig
 from .common import state
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def upstream_error(exc: httpx.HTTPError, name: str, url: str) -> APIError:
-    if isinstance(exc, httpx.TimeoutException):
-        return APIError(f"the upstream of model {name!r} ({url}) timed out", status=504, code="upstream_timeout")
-    return BackendError(f"the upstream of model {name!r} ({url}) is unreachable: {type(exc).__name__}: {exc}",
-                        code="upstream_unreachable", headers={"Retry-After": "1"})
-
-
-def error_from_response(status: int, content: bytes, name: str) -> APIError:
-    """The upstream's error, kept in (or put into) the OpenAI shape."""
-    message = content.decode("utf-8", "replace")[:2000] or f"HTTP {status}"
-    try:
-        body = orjson.loads(content)
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            message = str(body["error"].get("message") or message)
-        elif isinstance(body, dict) and body.get("detail"):
-            message = str(body["detail"])
-    except orjson.JSONDecodeError:
-        pass
-    if status >= 500:
-        return BackendError(f"the upstream of model {name!r} failed: {message}", code="upstream_error")
-    return APIError(message, status=status, type="invalid_request_error", code="upstream_rejected")
 
 
 class Renamer:
@@ -56,25 +32,6 @@ class Renamer:
         if not self.active:
             return data
         return data.replace(self.old, self.new).replace(self.old_spaced, self.new)
-
-
-async def open_stream(manager: Any, model: Any, name: str, path: str, payload: bytes,
-                      headers: dict[str, str]) -> httpx.Response:
-    """POST to the upstream of an acquired ``model`` and return the streaming response; on a
-    failure (no answer, or a 4xx/5xx) release the model and raise the matching API error."""
-    upstream = model.upstream
-    request = upstream.client.build_request("POST", path, content=payload, headers=headers)
-    try:
-        response = await upstream.client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        manager.release(model)
-        raise upstream_error(exc, name, f"{upstream.options.upstream_url}{path}") from None
-    if response.status_code >= 400:
-        content = await response.aread()
-        await response.aclose()
-        manager.release(model)
-        raise error_from_response(response.status_code, content, name)
-    return response
 
 
 async def forward_json(config: ModelConfig, path: str, body: dict[str, Any], *, stream: bool = False,

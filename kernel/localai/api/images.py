@@ -23,10 +23,10 @@ from quart import Blueprint, request, send_file
 from werkzeug.routing import PathConverter
 
 from ..backends.outputs import request_dir
+from ..chat.models import model_for
 from ..errors import BadRequest, NotFound
 from ..proto import backend_pb2
 from .common import json_body, json_response, state, versioned
-from .openai import model_for
 from .schemas import Int32, Request, parse
 
 class AnyPath(PathConverter):
@@ -102,7 +102,7 @@ def save_source_image(data: str, directory: Path) -> Path:
 async def generate_images():
     req = parse(ImageRequest, await json_body())
     app_state = state()
-    config = model_for(req.model, "image")
+    config = model_for(state(), req.model, "image")
     width, height = req.dimensions()
     positive, negative = req.prompts()
     step = req.step or config.step or 0

@@ -32,8 +32,8 @@ MULTIPART_AUDIO = "multipart/audio"
 
 # endpoint (without the "_unprefixed" of /v1 twins) -> request body model
 REQUESTS: dict[str, type[BaseModel] | str] = {
-    "openai.chat_completions": ChatCompletionRequest,
-    "openai.completions": CompletionRequest,
+    "openai_chat.chat_completions": ChatCompletionRequest,
+    "openai_chat.completions": CompletionRequest,
     "openai.embeddings": EmbeddingRequest,
     "images.generate_images": ImageRequest,
     "audio.speech": SpeechRequest,
@@ -60,8 +60,8 @@ EVENTS = {"text/event-stream": EVENT}
 
 # endpoint -> {status: {media type: schema}}; anything not listed answers 200 with a JSON object
 RESPONSES: dict[str, dict[int, dict[str, Any]]] = {
-    "openai.chat_completions": {200: {**OBJECT, **EVENTS}},
-    "openai.completions": {200: {**OBJECT, **EVENTS}},
+    "openai_chat.chat_completions": {200: {**OBJECT, **EVENTS}},
+    "openai_chat.completions": {200: {**OBJECT, **EVENTS}},
     "audio.speech": {200: {t: BINARY for t in ("audio/wav", "audio/mpeg", "audio/flac", "audio/pcm")}},
     "audio.tts": {200: {t: BINARY for t in ("audio/wav", "audio/mpeg", "audio/flac", "audio/pcm")}},
     "audio.transcriptions": {200: {**OBJECT, "text/plain": TEXT}},

@@ -6,9 +6,9 @@ import grpc
 from pydantic import Field
 from quart import Blueprint
 
+from ..chat.models import model_for
 from ..proto import backend_pb2
 from .common import json_body, json_response, state, versioned
-from .openai import model_for
 from .schemas import INT32_MAX, Request, parse
 
 bp = Blueprint("rerank", __name__)
@@ -25,7 +25,7 @@ class RerankRequest(Request):
 @route("/rerank", methods=["POST"])
 async def rerank():
     req = parse(RerankRequest, await json_body())
-    config = model_for(req.model, "rerank")
+    config = model_for(state(), req.model, "rerank")
     options = backend_pb2.RerankRequest(query=req.query, documents=req.documents, top_n=req.top_n or 0)
     async with state().manager.use(config.name) as model:
         try:

@@ -21,11 +21,14 @@ from quart import Blueprint, Response
 from werkzeug.exceptions import HTTPException
 
 from .. import hookimpl
-from ..api.common import json_body, versioned
+from ..api.common import json_body, state, versioned
+from ..chat.calls import tokenize
+from ..chat.models import model_for
+from ..chat.start import start_chat
+from ..chat.turn import ERROR, TEXT, TOOL
 from ..errors import APIError, BadRequest
 from ..request_limits import check_count, check_stops
-from .core import (ERROR, TEXT, TOOL, arguments_object, count_prompt_tokens, document, new_id, resolve_model,
-                   start_chat)
+from .core import arguments_object, document, new_id
 
 bp = Blueprint("dialect_anthropic", __name__)
 route = versioned(bp)
@@ -204,7 +207,7 @@ async def messages():
     body = await json_body()
     chat = chat_body(body)
     stops = [s for s in body.get("stop_sequences") or [] if s]
-    turn = await start_chat(chat, stops=stops)
+    turn = await start_chat(state(), chat, stops=stops)
     model_name = body["model"]
     if body.get("stream"):
         return stream(turn, model_name)
@@ -289,7 +292,7 @@ async def count_tokens():
     if isinstance(body, dict):
         body.setdefault("max_tokens", 1)
     chat = chat_body(body)
-    config = resolve_model(chat["model"])
+    config = model_for(state(), chat["model"], "chat")
     lines = [f"{m['role']}: {m.get('content') or ''}" if isinstance(m.get("content"), (str, type(None)))
              else f"{m['role']}: " + " ".join(p.get("text", "") for p in m["content"]) for m in chat["messages"]]
     for m in chat["messages"]:
@@ -297,7 +300,8 @@ async def count_tokens():
             lines.append(json.dumps(m["tool_calls"]))
     if chat.get("tools"):
         lines.append(json.dumps(chat["tools"]))
-    return Response(orjson.dumps({"input_tokens": await count_prompt_tokens(config, "\n".join(lines))}),
+    counted = await tokenize(state().manager, config.name, "\n".join(lines))
+    return Response(orjson.dumps({"input_tokens": counted.length or len(counted.tokens)}),
                     content_type="application/json")
 
 

@@ -12,24 +12,25 @@ listener (``--ollama-address``, bound by the server) answers in :mod:`.ollama_po
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import math
 import time
 from typing import Any
 
-import grpc
 import orjson
 from quart import Blueprint, Response
 
 from .. import hookimpl
-from ..api import openai as openai_api
 from ..api.common import json_body, state
+from ..chat import calls as backend_calls
+from ..chat.models import model_for
+from ..chat.start import start_chat
+from ..chat.turn import ERROR, TEXT, TOOL
 from ..errors import BadRequest
 from ..request_limits import check_count
 from . import ollama_models
-from .core import ERROR, TEXT, TOOL, arguments_object, document, resolve_model, start_chat
+from .core import arguments_object, document
 from .ollama_models import (NDJSON, apply_keep_alive, install_errors, keep_alive_seconds, model_arg, now_iso,
                             request_object)
 
@@ -83,8 +84,8 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
-def chat_body(body: dict[str, Any], messages: list[dict[str, Any]], config) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": config.name, "messages": messages}
+def chat_body(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": model_arg(body), "messages": messages}
     options = body.get("options") or {}
     if not isinstance(options, dict):
         raise BadRequest("options must be an object")
@@ -115,12 +116,14 @@ def stats(turn) -> dict[str, Any]:
             "eval_count": turn.completion_tokens, "eval_duration": int((end - first) * ns)}
 
 
-async def run(body: dict[str, Any], messages: list[dict[str, Any]], config, *, chat: bool):
+async def run(body: dict[str, Any], messages: list[dict[str, Any]], *, chat: bool):
     """Serve one chat or generate request (``chat`` picks the reply shape)."""
-    manager = state().manager
+    app_state = state()
+    manager = app_state.manager
     keep = keep_alive_seconds(body.get("keep_alive"))
     name = model_arg(body)
     if not messages or (not chat and not body.get("prompt")):
+        config = model_for(app_state, name, "chat", strip_tag=True)
         if keep == 0:  # an empty request with keep_alive 0: unload
             await manager.unload(config.name)
             reason = "unload"
@@ -132,7 +135,8 @@ async def run(body: dict[str, Any], messages: list[dict[str, Any]], config, *, c
         empty = {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
         return Response(orjson.dumps({"model": name, "created_at": now_iso(), **empty, "done": True,
                                       "done_reason": reason}), content_type="application/json")
-    turn = await start_chat(chat_body(body, messages, config), config)
+    turn = await start_chat(app_state, chat_body(body, messages), strip_tag=True)  # hooks, then the model
+    config = turn.config
     created = now_iso()
 
     def message(text: str, calls: list[dict[str, str]] | None = None) -> dict[str, Any]:
@@ -183,15 +187,14 @@ async def run(body: dict[str, Any], messages: list[dict[str, Any]], config, *, c
 async def chat():
     """Chat (``messages``), streamed as NDJSON unless ``stream`` is false."""
     body = request_object(await json_body())
-    config = resolve_model(model_arg(body), "chat", strip_tag=True)
-    return await run(body, chat_messages(body.get("messages") or []), config, chat=True)
+    return await run(body, chat_messages(body.get("messages") or []), chat=True)
 
 
 @bp.route("/api/generate", methods=["POST"])
 async def generate():
     """Generate from a ``prompt`` (with the model's chat template), streamed as NDJSON unless ``stream`` is false."""
     body = request_object(await json_body())
-    config = resolve_model(model_arg(body), "chat", strip_tag=True)
+    model_arg(body)
     if body.get("raw") or body.get("suffix"):
         raise BadRequest("raw prompts and suffix (fill-in-the-middle) are not supported; use /v1/completions")
     messages: list[dict[str, Any]] = []
@@ -202,20 +205,15 @@ async def generate():
     if body.get("images"):
         user["content"] = [{"type": "text", "text": prompt}] + [image_part(i) for i in body["images"]]
     messages.append(user)
-    return await run(body, messages, config, chat=False)
+    return await run(body, messages, chat=False)
 
 
 # -- embeddings --------------------------------------------------------------------------------
 
 
 async def embed_all(config, inputs: list[str]) -> tuple[list[list[float]], int]:
-    async with state().manager.use(config.name) as model:
-        try:
-            results = await asyncio.gather(*(model.stub.Embedding(openai_api.embedding_options(text))
-                                             for text in inputs))
-        except grpc.aio.AioRpcError as exc:
-            raise await model.rpc_error(exc, "Embedding") from None
-    return [openai_api.vector_of(r) for r in results], sum(r.prompt_tokens or r.tokens for r in results)
+    results = await backend_calls.embed(state().manager, config.name, inputs)
+    return [backend_calls.vector_of(r) for r in results], sum(r.prompt_tokens or r.tokens for r in results)
 
 
 @bp.route("/api/embed", methods=["POST"])
@@ -223,7 +221,7 @@ async def embed():
     """Embeddings of ``input`` (a string or a list), L2-normalised."""
     body = request_object(await json_body())
     started = time.perf_counter()
-    config = resolve_model(model_arg(body), "embeddings", strip_tag=True)
+    config = model_for(state(), model_arg(body), "embeddings", strip_tag=True)
     value = body.get("input")
     inputs = [value] if isinstance(value, str) else value
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
@@ -243,7 +241,7 @@ async def embed():
 async def embeddings():
     """The older single-prompt embeddings route: ``{"embedding": [...]}``."""
     body = request_object(await json_body())
-    config = resolve_model(model_arg(body), "embeddings", strip_tag=True)
+    config = model_for(state(), model_arg(body), "embeddings", strip_tag=True)
     vectors, _ = await embed_all(config, [str(body.get("prompt") or "")])
     return Response(orjson.dumps({"embedding": vectors[0]}), content_type="application/json")
 

@@ -17,8 +17,9 @@ import orjson
 from quart import Blueprint, Response
 from werkzeug.exceptions import HTTPException
 
-from ..api import openai as openai_api
 from ..api.common import json_body, state
+from ..chat.capabilities import model_capabilities
+from ..chat.models import find_model, model_usecases
 from ..errors import APIError, BadRequest, NotFound
 
 bp = Blueprint("dialect_ollama_models", __name__)
@@ -90,15 +91,11 @@ def model_facts(config) -> dict[str, Any]:
 
 
 def capabilities(config) -> list[str]:
-    usecases = openai_api.model_usecases(config)
+    usecases = model_usecases(state(), config)
     out = ["completion"] if usecases & {"chat", "completion"} or not usecases else []
     if "embeddings" in usecases:
         out.append("embedding")
-    try:
-        from ..api.capabilities import model_capabilities
-        features = set(model_capabilities(config))
-    except ImportError:  # pragma: no cover - older kernels
-        features = set()
+    features = set(model_capabilities(state().host, config))
     out += [name for feature, name in (("tools", "tools"), ("images", "vision")) if feature in features]
     return out
 
@@ -134,11 +131,7 @@ async def show():
 
 
 def find_config(name: str):
-    registry = state().registry
-    config = registry.get(name)
-    if config is None and ":" in name:
-        base, _, tag = name.rpartition(":")
-        config = registry.get(base) if tag == "latest" or registry.get(base) else None
+    config = find_model(state().registry, name)
     if config is None:
         raise NotFound(f"model '{name}' not found")
     return config

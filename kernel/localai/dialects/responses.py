@@ -24,8 +24,10 @@ from quart import Blueprint, Response
 from .. import hookimpl
 from ..api.common import json_body, state, versioned
 from ..auth import caller
+from ..chat.start import start_chat
+from ..chat.turn import ERROR, TEXT, TOOL
 from ..errors import BadRequest, NotFound
-from .core import ERROR, TEXT, new_id, start_chat
+from .core import new_id
 from .response_store import ResponseStore
 
 bp = Blueprint("dialect_responses", __name__)
@@ -207,7 +209,7 @@ async def create():
                            param="previous_response_id", code="previous_response_not_found")
         history = found["history"]
     new = input_messages(body.get("input") or [])
-    turn = await start_chat(chat_body(body, history, new))
+    turn = await start_chat(state(), chat_body(body, history, new))
     rid, created, model = new_id("resp_"), int(time.time()), body.get("model") or turn.name
     if body.get("stream"):
         return stream(turn, body, rid, created, model, history, new, store(), owner)
@@ -280,7 +282,7 @@ def stream(turn, body, rid, created, model, history, new, saved: ResponseStore, 
                 text.append(ev[1])
                 seq += 1
                 yield head + str(seq - 1).encode() + tail + orjson.dumps(ev[1]) + b"}\n\n"
-            else:
+            elif ev[0] == TOOL:
                 _, call_index, call_id, name, args = ev
                 if current is None or current.get("index") != call_index:
                     if current is not None:

@@ -15,7 +15,6 @@ from typing import Any
 from ..backends.http_upstream import is_http_model
 from ..errors import BadRequest
 from ..models.config import ModelConfig
-from .common import state
 
 # feature -> what it covers (documented on /v1/models and in the README)
 FEATURES = {
@@ -29,14 +28,14 @@ FEATURES = {
 MEDIA_PARTS = {"image_url": "images", "input_image": "images"}
 
 
-def model_capabilities(config: ModelConfig) -> list[str]:
+def model_capabilities(host: Any, config: ModelConfig) -> list[str]:
     """The model's capabilities: its config's ``capabilities``, else its backend's features."""
     if is_http_model(config):
         return sorted(FEATURES)
     declared = (config.model_extra or {}).get("capabilities")
     if isinstance(declared, list):
         return sorted(str(item) for item in declared)
-    spec = state().host.backend(config.backend_name)
+    spec = host.backend(config.backend_name)
     return sorted(spec.features) if spec else []
 
 
@@ -76,7 +75,7 @@ def common_features(req: Any) -> dict[str, str]:
     return wanted
 
 
-def require_features(config: ModelConfig, wanted: dict[str, str], body: dict[str, Any]) -> None:
+def require_features(host: Any, config: ModelConfig, wanted: dict[str, str], body: dict[str, Any]) -> None:
     """400 for the first asked-for feature the model cannot honour (and for deprecated fields)."""
     for legacy, replacement in (("functions", "tools"), ("function_call", "tool_choice")):
         if body.get(legacy) is not None:
@@ -84,7 +83,7 @@ def require_features(config: ModelConfig, wanted: dict[str, str], body: dict[str
                              code="unsupported_parameter")
     if not wanted:
         return
-    have = set(model_capabilities(config))
+    have = set(model_capabilities(host, config))
     for feature, param in wanted.items():
         if feature not in have:
             raise BadRequest(
