@@ -43,7 +43,7 @@ def test_every_route_family_needs_a_key(server):
         response = httpx.request(method, server.url(path), json={"model": "echo"}, timeout=10)
         error = assert_error_shape(response, 401)
         assert error == {"message": "An authentication key is required", "type": "invalid_request_error",
-                         "code": 401}, (method, path)
+                         "param": None, "code": "invalid_api_key"}, (method, path)
         assert response.headers["www-authenticate"] == "Bearer", (method, path)
 
 
@@ -70,7 +70,7 @@ def test_header_forms_and_wrong_keys(server):
     for headers in WRONG:
         response = httpx.get(server.url("/v1/models"), headers=headers)
         error = assert_error_shape(response, 401)
-        assert error["type"] == "authentication_error" and error["code"] == 401, headers
+        assert error["type"] == "authentication_error" and error["code"] == "invalid_api_key", headers
         assert response.headers["www-authenticate"] == "Bearer"
 
 

@@ -30,7 +30,7 @@ class Unauthorized(APIError):
     type = "invalid_request_error"
 
     def __init__(self, message: str, type: str | None = None):
-        super().__init__(message, type=type, code=401, headers={"WWW-Authenticate": "Bearer"})
+        super().__init__(message, type=type, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
 
 def is_public(method: str, path: str) -> bool:

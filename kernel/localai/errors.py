@@ -1,7 +1,8 @@
-"""Errors in the OpenAI shape: ``{"error": {"message", "type", "code"}}``."""
+"""Errors in the OpenAI shape: ``{"error": {"message", "type", "param", "code"}}``."""
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 
@@ -27,16 +28,21 @@ class APIError(Exception):
             self.status = status
         if type is not None:
             self.type = type
-        self.code = code if code is not None else self.status
+        self.code = code if code is not None else status_code_name(self.status)
         self.param = param
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        """The JSON body of the error response."""
-        error: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
-        if self.param is not None:
-            error["param"] = self.param
-        return {"error": error}
+        """The JSON body of the error response: ``code`` a string and ``param`` (or null) always there."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def status_code_name(status: int) -> str:
+    """The default ``code`` of an error: its HTTP status as a name (400: ``bad_request``)."""
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
 
 
 class BadRequest(APIError):

@@ -151,6 +151,7 @@ def test_pull_with_progress_then_chat_and_delete(localai_server, gallery, tmp_pa
     assert info.value.status_code == 404
 
 
+@pytest.mark.openai_wire_unchecked  # its /v1/models is Ollama's 404, not an OpenAI route
 def test_second_listener_on_ollamas_address(tmp_path):
     from localai.testing.server import LocalAIServer
     from tests.kernel_helpers import free_port

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import tempfile
@@ -131,7 +132,7 @@ class SpeechRequest(Request):
     model: str | None = None
     input: str = Field(min_length=1, max_length=16384)
     voice: str = ""
-    response_format: str = "wav"
+    response_format: str | None = None  # /v1/audio/speech: mp3 (OpenAI's default); /tts: wav
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
     language: str | None = None
     instructions: str | None = None
@@ -182,7 +183,13 @@ def convert_wav(data: bytes, response_format: str) -> bytes:
     raise BadRequest(f"response_format must be one of {', '.join(AUDIO_TYPES)}", param="response_format")
 
 
-async def speak(req: SpeechRequest) -> Response:
+def default_speech_format() -> str:
+    """OpenAI's default, mp3, when the encoder (the ``audio`` extra) is installed; else WAV, labelled so."""
+    return "mp3" if importlib.util.find_spec("lameenc") is not None else "wav"
+
+
+async def speak(req: SpeechRequest, default_format: str) -> Response:
+    req.response_format = req.response_format or default_format
     if req.response_format not in AUDIO_TYPES:
         raise BadRequest(f"response_format must be one of {', '.join(AUDIO_TYPES)}", param="response_format")
     config = model_for(state(), req.model, "tts")
@@ -212,10 +219,10 @@ async def speak(req: SpeechRequest) -> Response:
 
 @route("/audio/speech", methods=["POST"])
 async def speech():
-    return await speak(parse(SpeechRequest, await json_body()))
+    return await speak(parse(SpeechRequest, await json_body()), default_speech_format())
 
 
 @bp.post("/tts")
 async def tts():
     """LocalAI's TTS route: ``{model, input, voice, language}`` → WAV."""
-    return await speak(parse(SpeechRequest, await json_body()))
+    return await speak(parse(SpeechRequest, await json_body()), "wav")

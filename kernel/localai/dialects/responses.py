@@ -152,13 +152,25 @@ def response_object(rid: str, body: dict[str, Any], model: str, created: int, st
         "previous_response_id": body.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
         "store": body.get("store", True) is not False, "temperature": body.get("temperature", 1.0),
         "text": {"format": fmt or {"type": "text"}}, "tool_choice": body.get("tool_choice", "auto"),
-        "tools": body.get("tools") or [], "top_p": body.get("top_p", 1.0), "truncation": "disabled",
-        "usage": usage, "user": None, "metadata": body.get("metadata") or {},
+        "tools": echoed_tools(body), "top_p": body.get("top_p", 1.0), "truncation": "disabled",
+        "metadata": body.get("metadata") or {},
+        # OpenAI's schema has no null for these: left out until known (usage) or unless given (user)
+        **({"usage": usage} if usage is not None else {}),
+        **({"user": body["user"]} if isinstance(body.get("user"), str) else {}),
     }
 
 
+def echoed_tools(body: dict[str, Any]) -> list[Any]:
+    """The request's tools as a response lists them: a function tool's ``parameters`` and ``strict``
+    always there (null when not given)."""
+    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
+    return [{"parameters": None, "strict": None, **tool} if isinstance(tool, dict) else tool for tool in tools]
+
+
 def usage_of(turn) -> dict[str, Any]:
-    return {"input_tokens": turn.prompt_tokens, "input_tokens_details": {"cached_tokens": turn.prompt_tokens_cached},
+    # cache_write_tokens: OpenAI's explicit prompt-cache writes; LocalAI's backends make none
+    details = {"cached_tokens": turn.prompt_tokens_cached, "cache_write_tokens": 0}
+    return {"input_tokens": turn.prompt_tokens, "input_tokens_details": details,
             "output_tokens": turn.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": turn.prompt_tokens + turn.completion_tokens}
 
@@ -262,7 +274,7 @@ def stream(turn, body, rid, created, model, history, new, saved: ResponseStore, 
 
         async for ev in turn:
             if ev[0] == ERROR:
-                yield event("error", {"code": ev[1].type, "message": ev[1].message, "param": None})
+                yield event("error", {"code": ev[1].code, "message": ev[1].message, "param": ev[1].param})
                 return
             if ev[0] == TEXT:
                 if current is None or current["type"] != "message":
