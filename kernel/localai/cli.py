@@ -100,7 +100,7 @@ def model_gallery(**options):
 
     settings = settings_from(**options)
     host = plugin_host(settings, lenient=True)
-    registry = ModelRegistry(settings.models_path, host.model_configs())
+    registry = ModelRegistry(settings.models_path, host.model_configs(), data_path=settings.data_path)
     return ModelGallery(settings, host, BackendGallery(settings, host), registry)
 
 

@@ -125,6 +125,9 @@ class Settings:
     allow_backend_uris: bool = False  # /backends/apply may install from a URI, not only from the galleries
     kv_cache_dir: Path | None = None  # prompt KV saved across unloads (default: <models>/.kv-cache)
     kv_cache_size: int = 4 << 30  # bytes the KV cache dir may hold (0 = off)
+    data_path: Path | None = None  # server state: install ledger, stored responses [<models>/.localai-data]
+    responses_store_max: int = 1000  # stored Responses kept (the oldest go first)
+    responses_store_ttl: float = 30 * 86400  # seconds a stored Response is kept
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -179,6 +182,9 @@ class Settings:
             allow_backend_uris=env_bool("LOCALAI_ALLOW_BACKEND_URIS"),
             kv_cache_dir=optional_path("LOCALAI_KV_CACHE_DIR"),
             kv_cache_size=parse_size(os.environ.get("LOCALAI_KV_CACHE_SIZE"), 4 << 30),
+            data_path=optional_path("LOCALAI_DATA_PATH"),
+            responses_store_max=int(env_number("LOCALAI_RESPONSES_STORE_MAX", 1000)),
+            responses_store_ttl=env_number("LOCALAI_RESPONSES_STORE_TTL", 30 * 86400),
         )
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
@@ -187,6 +193,11 @@ class Settings:
     def kv_cache_path(self) -> Path:
         """Where llama.cpp backends keep prompt KV across unloads (absolute)."""
         return (self.kv_cache_dir or Path(self.models_path) / ".kv-cache").resolve()
+
+    @property
+    def state_path(self) -> Path:
+        """The server's state directory: ``data_path``, else ``<models>/.localai-data``."""
+        return self.data_path or Path(self.models_path) / ".localai-data"
 
     def backend_env(self) -> dict[str, str]:
         """What every backend process is told about the server's settings."""

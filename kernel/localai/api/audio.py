@@ -153,7 +153,7 @@ def convert_wav(data: bytes, response_format: str) -> bytes:
     if response_format == "wav":
         return data
     with wave.open(io.BytesIO(data)) as wav:
-        rate, channels, width = wav.getframerate(), wav.getnchannels(), wav.getsampwidth()
+        rate, channels = wav.getframerate(), wav.getnchannels()
         frames = wav.readframes(wav.getnframes())
     if response_format == "pcm":
         return frames

@@ -135,7 +135,8 @@ class ChatMessage(Request):
         texts = []
         for part in self.content:
             if part.type != "text":
-                raise BadRequest(f"content parts of type {part.type!r} are not supported by this model", param="messages")
+                raise BadRequest(f"content parts of type {part.type!r} are not supported by this model",
+                                 param="messages")
             texts.append(part.text or "")
         return "\n".join(texts)
 

@@ -36,7 +36,8 @@ TEXT, TOOL, USAGE, FINISH, ERROR = range(5)
 def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
     """The usage summary the after-inference hook gets (OpenAI's shape)."""
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens, "prompt_tokens_details": {"cached_tokens": cached_tokens}}
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens}}
 
 
 class StopMatcher:
@@ -75,7 +76,8 @@ class Turn:
     Its ``app_state`` is captured at the start: a streamed body runs outside the app context."""
 
     def __init__(self, app_state: Any, body: dict[str, Any], config: ModelConfig, options: Any, model: Any,
-                 call: Any, replies: Any, first: Any, *, request: ChatRequest | None = None, stops: list[str] | None = None,
+                 call: Any, replies: Any, first: Any, *, request: ChatRequest | None = None,
+                 stops: list[str] | None = None,
                  started: float = 0.0, loaded: float = 0.0):
         self.app_state, self.body, self.config, self.options, self.model = app_state, body, config, options, model
         self.call, self.replies, self.first, self.request, self.stops = call, replies, first, request, stops or []

@@ -19,7 +19,7 @@ from .. import hookimpl
 from ..api.common import json_body, json_response, state, versioned
 from ..api.forward import forward_json
 from ..backends.http_upstream import is_http_model
-from ..chat.body import ChatCompletionRequest, CompletionRequest
+from ..chat.body import CompletionRequest
 from ..chat.capabilities import completion_features, require_features
 from ..chat.start import completion_options, open_turn, prepare, start_prepared
 from ..chat.turn import ERROR, FINISH, TEXT, TOOL
@@ -35,7 +35,8 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
     """OpenAI's usage object; ``cached_tokens``: prompt tokens the backend's KV cache served."""
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens, "prompt_tokens_details": {"cached_tokens": cached_tokens}}
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached_tokens}}
 
 
 class Chunks:

@@ -1,10 +1,11 @@
 """Stored Responses API responses: one SQLite file, bounded by count and age, kept across restarts.
 
-``LOCALAI_DATA_PATH`` (default ``<models>/.localai-data``) holds ``responses.sqlite3``;
-``LOCALAI_RESPONSES_STORE_MAX`` (default 1000 responses) and ``LOCALAI_RESPONSES_STORE_TTL``
-(seconds, default 30 days) bound it: every write drops what is older than the TTL, then the oldest
-beyond the count. Each row keeps the response object and the conversation up to it (what
-``previous_response_id`` continues from).
+The server's state directory (``Settings.state_path``: ``LOCALAI_DATA_PATH``, default
+``<models>/.localai-data``) holds ``responses.sqlite3``; ``Settings.responses_store_max``
+(``LOCALAI_RESPONSES_STORE_MAX``, default 1000 responses) and ``responses_store_ttl``
+(``LOCALAI_RESPONSES_STORE_TTL``, seconds, default 30 days) bound it: every write drops what is
+older than the TTL, then the oldest beyond the count. Each row keeps the response object and the
+conversation up to it (what ``previous_response_id`` continues from).
 
 Each row also keeps its owner: ``None`` when the server has no API keys, else an HMAC-SHA256 of the
 caller's key identity under a secret kept next to the store (``responses.secret``), never the key.
@@ -68,10 +69,8 @@ class ResponseStore:
 
     @classmethod
     def for_settings(cls, settings) -> "ResponseStore":
-        root = os.environ.get("LOCALAI_DATA_PATH") or str(Path(settings.models_path) / ".localai-data")
-        return cls(Path(root) / "responses.sqlite3",
-                   max_items=int(os.environ.get("LOCALAI_RESPONSES_STORE_MAX") or 1000),
-                   ttl=float(os.environ.get("LOCALAI_RESPONSES_STORE_TTL") or 30 * 86400))
+        return cls(settings.state_path / "responses.sqlite3", max_items=settings.responses_store_max,
+                   ttl=settings.responses_store_ttl)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

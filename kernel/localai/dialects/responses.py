@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import orjson
-from quart import Blueprint, Response
+from quart import Blueprint, Response, current_app
 
 from .. import hookimpl
 from ..api.common import json_body, state, versioned
@@ -33,15 +33,14 @@ from .response_store import ResponseStore
 bp = Blueprint("dialect_responses", __name__)
 route = versioned(bp)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-stores: dict[str, ResponseStore] = {}
+STORE = "localai.responses"  # the app's ResponseStore, in app.extensions
 
 
 def store() -> ResponseStore:
-    settings = state().settings
-    key = str(settings.models_path)
-    if key not in stores:
-        stores[key] = ResponseStore.for_settings(settings)
-    return stores[key]
+    """The app's response store, opened on first use."""
+    if STORE not in current_app.extensions:
+        current_app.extensions[STORE] = ResponseStore.for_settings(state().settings)
+    return current_app.extensions[STORE]
 
 
 # -- request → OpenAI chat body ----------------------------------------------------------------

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from .. import trust
 from ..errors import APIError, BadRequest
 from ..models.config import ModelConfig
-from ..models.provenance import InstallRecord, Ledger, default_data_path
+from ..models.provenance import InstallRecord, Ledger
 from ..models.registry import describe_validation_error
 from ..settings import Settings
 from . import download, oci, placement
@@ -77,7 +77,7 @@ class ModelGallery:
         self.backends = backends  # BackendGallery, for installing a model's backend
         self.registry = registry
         self.ledger = registry.ledger if registry is not None else Ledger(
-            default_data_path(settings.models_path), settings.models_path)
+            settings.state_path, settings.models_path)
         self.galleries = Galleries(model_sources(settings, host), ModelEntry, kind="model")
         self._lock = threading.Lock()  # ledger decisions (plan, record, delete) one at a time
 

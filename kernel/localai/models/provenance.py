@@ -27,9 +27,9 @@ INSTALL = "install"
 LEGACY_PREFIX = "._gallery_"
 
 
-def default_data_path(models_path: Path) -> Path:
-    """The server's state directory (shared with the Responses store)."""
-    return Path(os.environ.get("LOCALAI_DATA_PATH") or Path(models_path) / ".localai-data")
+def default_data_path(models_path: Path, data_path: Path | None = None) -> Path:
+    """The server's state directory (``Settings.state_path``; shared with the Responses store)."""
+    return Path(data_path or Path(models_path) / ".localai-data")
 
 
 def norm(rel: str) -> str:

@@ -45,9 +45,9 @@ class ModelRegistry:
     """Knows every model config; re-reads the models directory when it changes."""
 
     def __init__(self, models_path: Path, plugin_configs: Iterable[tuple[str, dict[str, Any]]] = (),
-                 ledger: Ledger | None = None):
+                 ledger: Ledger | None = None, data_path: Path | None = None):
         self.models_path = models_path
-        self.ledger = ledger or Ledger(default_data_path(models_path), models_path)
+        self.ledger = ledger or Ledger(default_data_path(models_path, data_path), models_path)
         self._plugin_configs = list(plugin_configs)
         self._configs: dict[str, ModelConfig] = {}
         self.broken: list[BrokenConfig] = []
