@@ -38,7 +38,8 @@ OPERATIONS = [
 COMPLETION_CHUNK = "LocalAITestCompletionChunk"
 UNDOCUMENTED_STREAMS = {"/completions": {"$ref": f"#/components/schemas/{COMPLETION_CHUNK}"}}
 # bodies OpenAI documents as other than JSON (the document lists only the JSON/SSE forms)
-OTHER_MEDIA = {"/audio/speech": ("audio/",), "/audio/transcriptions": ("text/plain", "text/vtt", "application/x-subrip")}
+OTHER_MEDIA = {"/audio/speech": ("audio/",),
+               "/audio/transcriptions": ("text/plain", "text/vtt", "application/x-subrip")}
 
 
 @functools.cache

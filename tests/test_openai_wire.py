@@ -33,7 +33,8 @@ USER = [{"role": "user", "content": "hello wire"}]
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("wire")
     script = root / "run.sh"
-    script.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" "{ROOT / "tests" / "wire_backend.py"}" "$@"\n')
+    backend = ROOT / "tests" / "wire_backend.py"
+    script.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" "{backend}" "$@"\n')
     script.chmod(0o755)
     models = root / "models"
     write_model(models, "echo", capabilities=["tools", "json_schema", "logprobs"])
@@ -173,8 +174,8 @@ def test_responses_and_stored(server):
     assert error_of(httpx.post(server.url("/v1/responses"), json={"model": "echo", "input": 42}), 400)["param"]
 
 
-@pytest.mark.parametrize("extra", [{}, {"tools": [{"type": "function", **TOOL["function"]}], "tool_choice": "required"}],
-                         ids=["text", "tool"])
+@pytest.mark.parametrize("extra", [{}, {"tools": [{"type": "function", **TOOL["function"]}],
+                                        "tool_choice": "required"}], ids=["text", "tool"])
 def test_responses_stream(server, extra):
     response = post(server, "/v1/responses", {"model": "echo", "input": "hello wire", "stream": True, **extra})
     kinds = [e["type"] for e in events(response)]
@@ -196,7 +197,8 @@ def test_validator_rejects_the_old_wire():
     """The document's judgement bites: last release's bodies fail where issue 25 says they did."""
     old_chat = {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
-    found = openapi_wire.problems("POST", "/v1/chat/completions", 200, "application/json", json.dumps(old_chat).encode())
+    found = openapi_wire.problems("POST", "/v1/chat/completions", 200, "application/json",
+                                  json.dumps(old_chat).encode())
     assert any("logprobs" in p for p in found) and any("refusal" in p for p in found)
     old_error = {"error": {"message": "bad", "type": "invalid_request_error", "code": 400}}
     assert openapi_wire.problems("POST", "/v1/embeddings", 400, "application/json", json.dumps(old_error).encode())

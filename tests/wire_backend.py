@@ -7,7 +7,6 @@ import json
 import sys
 
 from localai.backend_server import serve
-from localai.proto import backend_pb2 as pb
 from tests.dialects.tool_backend import ToolBackend
 
 
