@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 import yaml
+
+from tests.kernel_helpers import free_port, wait_job
 
 SECRET = "SECRET-7f3a9c"
 # not a YAML mapping: a YAML parser's message would quote it
@@ -77,11 +78,6 @@ def banner_port():
     listener.close()
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture
 def env(echo_backend, tmp_path):
@@ -110,15 +106,6 @@ def message(reply: httpx.Response) -> str:
     error = reply.json()["error"]
     return error if isinstance(error, str) else error["message"]
 
-
-def wait_job(server, job_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = httpx.get(server.url(f"/models/jobs/{job_id}"), timeout=10).json()
-        if status["processed"]:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 # -- item 2: one notion of local -----------------------------------------------------------------
@@ -198,7 +185,7 @@ def test_internal_urls_are_refused_before_any_request(localai_server, env, model
             assert reply.json()["error"]["code"] == "url_not_allowed", name
     assert internal.paths == []
     # an open HTTP port, an open non-HTTP port and a closed port answer alike
-    ports = {internal.server_address[1], banner_port, closed_port()}
+    ports = {internal.server_address[1], banner_port, free_port()}
     texts = {message(apply(server, url=f"http://127.0.0.1:{p}/status")).replace(str(p), "PORT") for p in ports}
     assert len(texts) == 1, texts
     assert internal.paths == []
@@ -247,7 +234,7 @@ def test_with_private_urls_allowed_errors_still_carry_no_content(localai_server,
     assert SECRET not in invalid.text
     missing = apply(server, url=f"{internal.url}/nothing.yaml")
     assert missing.status_code == 400 and "HTTP 404" in message(missing) and SECRET not in missing.text
-    port = closed_port()
+    port = free_port()
     banner = apply(server, url=f"http://127.0.0.1:{banner_port}/status")
     closed = apply(server, url=f"http://127.0.0.1:{port}/status")
     assert banner.status_code == closed.status_code == 400 and SECRET not in banner.text
