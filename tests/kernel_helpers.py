@@ -96,3 +96,14 @@ def start_echo_process(port: int, **env: str) -> subprocess.Popen:
     """An echo backend we start ourselves (an unmanaged ``name:host:port`` backend)."""
     return subprocess.Popen([sys.executable, "-m", "localai.testing.echo_backend", "--addr", f"127.0.0.1:{port}"],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_job(server, job_id: str, route: str = "models", timeout: float = 30) -> dict:
+    """Poll ``/<route>/jobs/<id>`` until the gallery job is processed; return its status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = httpx.get(server.url(f"/{route}/jobs/{job_id}"), timeout=10).json()
+        if status["processed"]:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")

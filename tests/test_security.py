@@ -14,18 +14,10 @@ import pytest
 import yaml
 
 from localai.backends.process import free_port
+from tests.kernel_helpers import wait_job
 
 ATTACK_COMMAND = ["sh", "-c", "touch {pwned}; sleep 30"]
 
-
-def wait_job(server, job_id: str, route: str = "models", timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = httpx.get(server.url(f"/{route}/jobs/{job_id}"), timeout=10).json()
-        if status["processed"]:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import httpx
 import pytest
 import yaml
 
+from tests.kernel_helpers import wait_job
+
 OPERATOR_WEIGHTS = b"the operator's weights\n"
 DATA = b"harmless model data\n"
 
@@ -21,15 +23,6 @@ DATA = b"harmless model data\n"
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-def wait_job(server, job_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = httpx.get(server.url(f"/models/jobs/{job_id}"), timeout=10).json()
-        if status["processed"]:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def chat(server, model: str) -> httpx.Response:

@@ -52,7 +52,7 @@ def trickle():
 def test_jobs_interrupted_by_a_kill_are_failed_after_restart(localai_server, trickle, tmp_path):
     backends = tmp_path / "backends"
     env = {"LOCALAI_BACKENDS_PATH": str(backends), "LOCALAI_BACKENDS_SYSTEM_PATH": str(tmp_path / "system"),
-           "LOCALAI_ALLOW_BACKEND_URIS": "true"}
+           "LOCALAI_ALLOW_BACKEND_URIS": "true", "LOCALAI_ALLOW_PRIVATE_URLS": "true"}  # the trickle server: loopback
     server = localai_server(tmp_path / "models", env=env)
     backend_job = httpx.post(server.url("/backends/apply"),
                              json={"id": f"{trickle}/slow-backend.tar.gz", "name": "slow"}).json()["id"]

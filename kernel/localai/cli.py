@@ -59,6 +59,9 @@ cli.add_command(plugins)
 @click.option("--allow-backend-uris", is_flag=True, default=None,
               help="Let /backends/apply install from any URI, not only from the backend galleries "
               "[env LOCALAI_ALLOW_BACKEND_URIS].")
+@click.option("--allow-private-urls", is_flag=True, default=None,
+              help="Let API requests make the server fetch from loopback, private and link-local addresses "
+              "(/models/apply, /api/pull) [env LOCALAI_ALLOW_PRIVATE_URLS].")
 @click.option("--kv-cache-dir", envvar="LOCALAI_KV_CACHE_DIR", type=click.Path(path_type=Path),
               help="Where llama.cpp backends save prompt KV across unloads [<models>/.kv-cache].")
 @click.option("--kv-cache-size", envvar="LOCALAI_KV_CACHE_SIZE",

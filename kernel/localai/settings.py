@@ -123,6 +123,7 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=list)  # Host names served besides loopback ones
     allow_local_urls: list[Path] = field(default_factory=list)  # dirs API requests may name as file:// or paths
     allow_backend_uris: bool = False  # /backends/apply may install from a URI, not only from the galleries
+    allow_private_urls: bool = False  # API requests may make the server fetch from loopback/private addresses
     kv_cache_dir: Path | None = None  # prompt KV saved across unloads (default: <models>/.kv-cache)
     kv_cache_size: int = 4 << 30  # bytes the KV cache dir may hold (0 = off)
     data_path: Path | None = None  # server state: install ledger, stored responses [<models>/.localai-data]
@@ -180,6 +181,7 @@ class Settings:
             allowed_hosts=env_list("LOCALAI_ALLOWED_HOSTS"),
             allow_local_urls=[Path(p) for p in env_list("LOCALAI_ALLOW_LOCAL_URLS")],
             allow_backend_uris=env_bool("LOCALAI_ALLOW_BACKEND_URIS"),
+            allow_private_urls=env_bool("LOCALAI_ALLOW_PRIVATE_URLS"),
             kv_cache_dir=optional_path("LOCALAI_KV_CACHE_DIR"),
             kv_cache_size=parse_size(os.environ.get("LOCALAI_KV_CACHE_SIZE"), 4 << 30),
             data_path=optional_path("LOCALAI_DATA_PATH"),

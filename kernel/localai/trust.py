@@ -3,24 +3,38 @@ local paths or upstream servers; only the operator may (YAML in the models dir, 
 configs, CLI flags and the environment). SECURITY.md holds the field-by-field table.
 
 :func:`check_config` refuses a model config from outside that sets an operator-only field, naming
-the field. :func:`check_local_uri` refuses a ``file://`` URL or bare path in an API request unless
-it lies under a directory the operator allowed (``--allow-local-urls``).
+the field. :func:`is_local_uri` is the one notion of a local file, for these checks and for the
+readers (:mod:`localai.gallery.index`, :mod:`localai.gallery.download`): a string is a remote
+reference only when it has a remote scheme (``http``, ``https``, ``hf``, ``huggingface``,
+``github``, ``oci``, ``pypi``) or is a bare OCI reference (``registry.example/ns/model:tag``);
+everything else (``file:``, paths, unknown schemes such as ``x:/…``) is a local path, read as
+:func:`local_path` says. :func:`check_local_uri` refuses a local path in an API request unless it
+lies under a directory the operator allowed (``--allow-local-urls``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from .errors import BadRequest
+from .models.config import split_package_uri
 
 # ``proxy:`` keys that start a program, reach a server, or read a secret and send it out
 OPERATOR_ONLY_PROXY = ("command", "ready_url", "upstream_url", "api_key_env", "api_key_file")
 # free text, never used as a path: left out of the path scan
 TEXT_FIELDS = frozenset({"name", "description", "system_prompt", "template", "stopwords", "license", "icon",
                          "urls", "tags", "usage", "known_usecases"})
+REMOTE_SCHEMES = frozenset({"http", "https", "hf", "huggingface", "github", "oci", "pypi"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+# a registry host (with a dot or a port, or localhost, or [IPv6]) and a repository path, tag, digest
+_OCI_HOST = r"(?:(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?|[A-Za-z0-9-]+:[0-9]+)"
+_OCI_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_OCI_TAG = r"(?::\w[\w.-]{0,127})?(?:@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,})?"
+_BARE_OCI = re.compile(rf"^{_OCI_HOST}(?:/{_OCI_NAME})+{_OCI_TAG}$")
 OPERATOR_HINT = ("only the operator may set it (a YAML file in the models directory, a plugin's config or a CLI "
                  "flag), not a config from the API or a gallery: see SECURITY.md")
 
@@ -65,26 +79,42 @@ def check_config(config: dict[str, Any], where: str) -> None:
         raise NotAllowed(f"{where}: backend {backend!r} must be the name of an installed backend, not a path or "
                          f"address: {OPERATOR_HINT}", "backend")
     for field, value in _strings({k: v for k, v in config.items() if k not in TEXT_FIELDS}, ""):
-        if field == "parameters.model" and value.startswith("pkg://") and ".." not in value:
-            continue
+        if field == "parameters.model" and value.startswith("pkg://"):
+            if split_package_uri(value) is not None:
+                continue
+            raise NotAllowed(f"{where}: parameters.model is not a package member (pkg://IMPORT_NAME/PATH, a relative "
+                             f"path without '..'); {OPERATOR_HINT}", field)
         if looks_like_path(value.split(":", 1)[1] if field.startswith("options[") and ":" in value else value):
-            raise NotAllowed(f"{where}: {field} names a path outside the models directory ({value!r}); "
-                             f"{OPERATOR_HINT}", field)
+            raise NotAllowed(f"{where}: {field} names a path outside the models directory; {OPERATOR_HINT}", field)
+
+
+def uri_scheme(uri: str) -> str:
+    """The scheme of ``uri``, lower-cased (RFC 3986: a letter, then letters, digits, ``+-.``, then
+    ``:``); "" without one."""
+    match = _SCHEME.match(uri)
+    return match.group(1).lower() if match else ""
+
+
+def is_bare_oci_reference(uri: str) -> bool:
+    """``registry.example[:port]/ns/model[:tag][@digest]`` without a scheme."""
+    return bool(_BARE_OCI.match(uri))
 
 
 def is_local_uri(uri: str) -> bool:
-    """``file://…`` or a bare filesystem path (not a registry reference, not a remote URL)."""
-    scheme = urlsplit(uri).scheme.lower()
-    if scheme == "file":
-        return True
-    if "://" in uri or uri.startswith(("github:", "pypi:", "hf:", "huggingface:")):
+    """Whether ``uri`` names a local file: anything but a remote scheme or a bare OCI reference."""
+    scheme = uri_scheme(uri)
+    if scheme in REMOTE_SCHEMES:
         return False
-    return uri.startswith(("/", "./", "../", "~")) or os.path.exists(uri)
+    return scheme == "file" or not is_bare_oci_reference(uri)
 
 
 def local_path(uri: str) -> str:
-    if urlsplit(uri).scheme.lower() == "file":
-        return unquote(urlsplit(uri).path)
+    """The path a local ``uri`` names: a ``file:`` URL's (percent-decoded) path, else ``uri`` itself
+    with ``~`` expanded. The checks and the readers open exactly this path."""
+    if uri_scheme(uri) == "file":
+        parts = urlsplit(uri)
+        host = "" if parts.netloc.lower() in ("", "localhost") else parts.netloc
+        return unquote(host + parts.path)
     return os.path.expanduser(uri)
 
 

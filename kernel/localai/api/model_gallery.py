@@ -45,8 +45,9 @@ async def apply():
     req = parse(ModelApplyRequest, await json_body())
     gallery = state().models
     roots = list(state().settings.allow_local_urls)
-    gallery.check_request(req.id, req.url, req.overrides, roots)
-    entry = await asyncio.to_thread(gallery.resolve, req.id, req.url)
+    # a host name in the request is resolved (net_policy): off the event loop
+    await asyncio.to_thread(gallery.check_request, req.id, req.url, req.overrides, roots)
+    entry = await asyncio.to_thread(gallery.resolve, req.id, req.url, gallery.url_guard(roots))
     await asyncio.to_thread(gallery.check_name, req.name or entry.name, req.force)
     if not entry.gallery:  # a config the request brought: refuse it now; gallery entries fail their job
         gallery.check_entry(entry, req.overrides, roots)

@@ -196,8 +196,8 @@ async def pull():
     gallery, jobs = state().models, state().gallery.jobs
     target = name[:-len(":latest")] if name.endswith(":latest") else name
     roots = list(state().settings.allow_local_urls)  # local files only under --allow-local-urls
-    gallery.check_request(target, None, {}, roots)
-    entry = await asyncio.to_thread(gallery.resolve, target, None)
+    await asyncio.to_thread(gallery.check_request, target, None, {}, roots)  # resolves host names
+    entry = await asyncio.to_thread(gallery.resolve, target, None, gallery.url_guard(roots))
     # pulling again updates a model an install made; the operator's models are never replaced (403)
     await asyncio.to_thread(gallery.check_name, entry.name, True)
 

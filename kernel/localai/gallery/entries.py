@@ -62,8 +62,8 @@ def as_mapping(config_file: str | dict | None, where: str) -> dict[str, Any]:
         return config_file
     try:
         value = yaml.safe_load(config_file)
-    except yaml.YAMLError as exc:
-        raise BadRequest(f"{where}: config_file is not valid YAML: {exc}") from None
+    except yaml.YAMLError:  # the parser's message quotes the (possibly fetched) text: not sent back
+        raise BadRequest(f"{where}: config_file is not valid YAML") from None
     if value is None:
         return {}
     if not isinstance(value, dict):

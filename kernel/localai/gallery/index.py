@@ -2,24 +2,29 @@
 
 A gallery is ``{"name", "url"}``; its URL (http(s), ``file://`` or a plain path) serves a
 YAML list of entries. YAML anchors and merge keys work (PyYAML's safe loader).
+
+:func:`read_url` reads what :func:`localai.trust.is_local_uri` calls local from disk, and
+http(s) with httpx. Its errors name the URL and a failure class (an HTTP status, "could not
+fetch", "not found or not readable as a regular file"), never what was fetched.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
-from urllib.parse import urlparse
+from typing import Any, Callable, Iterable
 
 import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .. import trust
 from ..errors import ConfigError, NotFound
+from ..net_policy import URLNotAllowed
+from .uris import DownloadError
 
 log = logging.getLogger("localai.gallery")
 
@@ -103,32 +108,44 @@ def parse_gallery_list(value: str | None, variable: str = "LOCALAI_BACKEND_GALLE
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 
-def read_local(path: Path) -> bytes:
-    """A regular file of at most MAX_INDEX_BYTES (never a device, FIFO or directory)."""
-    if not path.is_file():
-        raise ValueError(f"{path} is not a regular file")
-    if path.stat().st_size > MAX_INDEX_BYTES:
-        raise ValueError(f"{path} is larger than {MAX_INDEX_BYTES} bytes")
-    return path.read_bytes()
+def read_local(path: Path, url: str) -> bytes:
+    """A regular file of at most MAX_INDEX_BYTES (never a device, FIFO or directory). Every failure
+    reads the same, so an error does not tell whether a path exists."""
+    try:
+        if path.is_file() and path.stat().st_size <= MAX_INDEX_BYTES:
+            return path.read_bytes()
+        why = "not a regular file of at most 64 MiB"
+    except (OSError, ValueError) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    log.info("cannot read %s: %s", url, why)  # the operator's log may say why; the client may not
+    raise DownloadError(f"{url}: not found or not readable as a regular file", uri=url)
 
 
-def read_url(url: str) -> bytes:
-    """Fetch an index or config: http(s) with httpx, ``file://`` or a plain path from disk."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("http", "https"):
-        with httpx.stream("GET", url, timeout=FETCH_TIMEOUT, follow_redirects=True) as response:
-            response.raise_for_status()
+def read_url(url: str, guard: Callable[[str], None] | None = None) -> bytes:
+    """Fetch an index or config: a local file (:func:`localai.trust.is_local_uri`) from disk,
+    http(s) with httpx; ``guard`` checks every request's URL, redirects included (see
+    :mod:`localai.net_policy`). Raises :class:`DownloadError`."""
+    if trust.is_local_uri(url):
+        return read_local(Path(trust.local_path(url)), url)
+    if trust.uri_scheme(url) not in ("http", "https"):
+        raise DownloadError(f"{url}: not an http(s) URL or a local file", uri=url)
+    hooks = {"request": [lambda request: guard(str(request.url))]} if guard else {}
+    try:
+        with httpx.Client(timeout=FETCH_TIMEOUT, follow_redirects=True, event_hooks=hooks) as client, \
+                client.stream("GET", url) as response:
+            if response.status_code >= 400:
+                raise DownloadError(f"{url}: HTTP {response.status_code}", uri=url)
             data = bytearray()
             for chunk in response.iter_bytes():
                 data += chunk
                 if len(data) > MAX_INDEX_BYTES:
-                    raise ValueError(f"{url} is larger than {MAX_INDEX_BYTES} bytes")
+                    raise DownloadError(f"{url}: larger than {MAX_INDEX_BYTES} bytes", uri=url)
             return bytes(data)
-    if parsed.scheme == "file":
-        return read_local(Path(parsed.path))
-    if parsed.scheme in ("", ) or os.path.exists(url):
-        return read_local(Path(url).expanduser())
-    raise ValueError(f"unsupported gallery URL scheme {parsed.scheme!r}")
+    except URLNotAllowed as exc:
+        raise DownloadError(str(exc), uri=url) from None
+    except httpx.HTTPError as exc:
+        log.info("cannot fetch %s: %s: %s", url, type(exc).__name__, exc)
+        raise DownloadError(f"{url}: could not fetch", uri=url) from None
 
 
 def parse_index(data: bytes, gallery: str, entry_type: type[BaseModel] = GalleryEntry) -> list:
@@ -150,12 +167,20 @@ def parse_index(data: bytes, gallery: str, entry_type: type[BaseModel] = Gallery
 
 
 def load_gallery(source: GallerySource, entry_type: type[BaseModel] = GalleryEntry, kind: str = "backend") -> Gallery:
+    """A gallery's entries, or an error naming its URL and a failure class (never its content)."""
     try:
         return Gallery(source, parse_index(read_url(source.url), source.name, entry_type))
+    except DownloadError as exc:
+        error = str(exc)
+    except (yaml.YAMLError, UnicodeError):
+        error = f"{source.url}: not valid YAML"
+    except ValueError as exc:  # parse_index's own messages
+        error = f"{source.url}: {exc}"
     except Exception as exc:  # an unreachable or malformed gallery must not hide the others
-        error = f"{type(exc).__name__}: {exc}"
-        log.error("%s gallery %s (%s) is unavailable: %s", kind, source.name, source.url, error)
-        return Gallery(source, error=error)
+        log.info("gallery %s: %s: %s", source.url, type(exc).__name__, exc)
+        error = f"{source.url}: could not be read ({type(exc).__name__})"
+    log.error("%s gallery %s is unavailable: %s", kind, source.name, error)
+    return Gallery(source, error=error)
 
 
 class Galleries:

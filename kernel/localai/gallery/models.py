@@ -23,13 +23,14 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import ValidationError
 
-from .. import trust
+from .. import net_policy, trust
 from ..errors import APIError, BadRequest
 from ..models.config import ModelConfig
 from ..models.provenance import InstallRecord, Ledger
 from ..models.registry import describe_validation_error
+from ..net_policy import Guard
 from ..settings import Settings
-from . import download, oci, placement
+from . import download, placement
 from .entries import ModelEntry, ModelFile, as_mapping, deep_merge, file_safe
 from .index import Galleries, GallerySource, parse_gallery_list, read_url
 
@@ -119,37 +120,43 @@ class ModelGallery:
 
     # -- install --------------------------------------------------------------------------
 
-    def resolve(self, id_or_uri: str | None, url: str | None = None) -> ModelEntry:
-        """The gallery entry for ``id`` (``name`` or ``gallery@name``), or an entry built from a URI."""
+    def resolve(self, id_or_uri: str | None, url: str | None = None, guard: Guard | None = None) -> ModelEntry:
+        """The gallery entry for ``id`` (``name`` or ``gallery@name``), or an entry built from a URI
+        (fetched under ``guard``: see :meth:`url_guard`)."""
         if url:
-            return self.entry_from_url(url)
+            return self.entry_from_url(url, guard)
         if not id_or_uri:
             raise BadRequest("give the model to install as 'id' (a gallery name) or 'url'", param="id")
         if looks_like_model_uri(id_or_uri):
-            return self.entry_from_uri(id_or_uri)
+            return self.entry_from_uri(id_or_uri, guard)
         return self.galleries.find(id_or_uri)
 
-    def entry_from_url(self, url: str) -> ModelEntry:
-        """A YAML URL: a gallery-style entry (with files/config_file) or a plain model config."""
+    def entry_from_url(self, url: str, guard: Guard | None = None) -> ModelEntry:
+        """A YAML URL: a gallery-style entry (with files/config_file) or a plain model config.
+        Errors name the URL and a failure class, never what was fetched."""
         try:
-            data = yaml.safe_load(fetch_text(url))
+            data = yaml.safe_load(fetch_text(url, guard))
         except download.DownloadError as exc:
-            raise BadRequest(f"cannot fetch model config {url}: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise BadRequest(f"{url} is not valid YAML: {exc}") from None
+            raise BadRequest(f"cannot fetch model config: {exc}", code="fetch_failed") from None
+        except yaml.YAMLError:
+            raise BadRequest(f"{url}: not valid YAML", code="fetch_failed") from None
         if not isinstance(data, dict) or not data.get("name"):
             raise BadRequest(f"{url} must be a YAML mapping with a 'name'")
-        if "config_file" in data or "files" in data or "overrides" in data:
-            return ModelEntry.model_validate({**data, "url": ""})
-        return ModelEntry(name=data["name"], config_file=data)
+        try:
+            if "config_file" in data or "files" in data or "overrides" in data:
+                return ModelEntry.model_validate({**data, "url": ""})
+            return ModelEntry(name=data["name"], config_file=data)
+        except ValidationError as exc:  # pydantic's own text would quote the values
+            raise BadRequest(f"{url}: not a valid model entry: {describe_validation_error(exc)}",
+                             code="fetch_failed") from None
 
-    def entry_from_uri(self, uri: str) -> ModelEntry:
+    def entry_from_uri(self, uri: str, guard: Guard | None = None) -> ModelEntry:
         """A bare model file URI (hf://, https://, pypi://, oci://, file://): one file, a guessed backend."""
         base = os.path.basename(urlparse(uri).path.rstrip("/")) or "model"
         stem = Path(base).stem if Path(base).suffix else base
         backend = BACKEND_BY_EXTENSION.get(Path(base).suffix.lower(), "")
         if uri.endswith((".yaml", ".yml")):
-            return self.entry_from_url(uri)
+            return self.entry_from_url(uri, guard)
         config = {"parameters": {"model": base}}
         if backend:
             config["backend"] = backend
@@ -161,11 +168,20 @@ class ModelGallery:
                       local_roots: Sequence[Path]) -> None:
         """What an API request itself names: local files only under the allowed roots, and no
         operator-only field in its overrides (see :mod:`localai.trust`)."""
-        if url:
-            trust.check_local_uri(url, local_roots, "url")
-        if id_or_uri and looks_like_model_uri(id_or_uri):
-            trust.check_local_uri(id_or_uri, local_roots, "id")
+        guard = self.url_guard(local_roots)
+        for param, uri in (("url", url), ("id", id_or_uri if id_or_uri and looks_like_model_uri(id_or_uri) else None)):
+            if uri:
+                trust.check_local_uri(uri, local_roots, param)
+                check_network_uri(uri, guard, param)
         trust.check_config(overrides or {}, "overrides")
+
+    def url_guard(self, local_roots: Sequence[Path] | None) -> Guard | None:
+        """The address check for what an API request fetches (:mod:`localai.net_policy`): none for
+        the operator (the CLI passes ``local_roots=None``) or with ``--allow-private-urls``.
+        ``HF_ENDPOINT``'s host is the operator's choice and is not checked."""
+        if local_roots is None or self.settings.allow_private_urls:
+            return None
+        return net_policy.url_guard([urlparse(download.hf_endpoint()).hostname or ""])
 
     def check_entry(self, entry: ModelEntry, overrides: dict | None, local_roots: Sequence[Path] | None) -> None:
         """A resolved entry's own config and files; local files are checked for entries that came
@@ -189,18 +205,30 @@ class ModelGallery:
         default (API callers pass the operator's ``--allow-local-urls``); the CLI passes None (any).
         An existing model name is refused unless an install made it and ``force`` is given.
         """
-        entry = self.resolve(id_or_uri, url)
+        guard = self.url_guard(local_roots)
+        entry = self.resolve(id_or_uri, url, guard)
+        guard = None if entry.gallery else guard  # an operator-configured gallery's URLs are the operator's
         self.check_entry(entry, overrides, local_roots)
         base: dict[str, Any] = {}
         files = list(entry.files)
         templates = list(entry.prompt_templates)
         if entry.url:
             try:
-                base = yaml.safe_load(fetch_text(entry.url)) or {}
-            except (download.DownloadError, yaml.YAMLError) as exc:
-                raise APIError(f"cannot fetch the base config of {entry.name} from {entry.url}: {exc}",
+                base = yaml.safe_load(fetch_text(entry.url, guard)) or {}
+            except download.DownloadError as exc:
+                raise APIError(f"cannot fetch the base config of {entry.name}: {exc}",
                                status=502, code="gallery_unreachable") from None
-            base_files = [ModelFile.model_validate(f) for f in base.get("files") or []]
+            except yaml.YAMLError:
+                raise APIError(f"cannot fetch the base config of {entry.name}: {entry.url}: not valid YAML",
+                               status=502, code="gallery_unreachable") from None
+            try:
+                if not isinstance(base, dict):
+                    raise APIError(f"the base config of {entry.name} ({entry.url}) must be a YAML mapping",
+                                   status=502, code="gallery_unreachable")
+                base_files = [ModelFile.model_validate(f) for f in base.get("files") or []]
+            except ValidationError as exc:
+                raise APIError(f"the base config of {entry.name} ({entry.url}) is invalid: "
+                               f"{describe_validation_error(exc)}", status=502, code="gallery_unreachable") from None
             if local_roots is not None and not entry.gallery:
                 for index, spec in enumerate(base_files):
                     trust.check_local_uri(spec.uri, local_roots, f"files[{index}].uri")
@@ -222,7 +250,7 @@ class ModelGallery:
         with self._lock:
             record, targets, shared, templates_at, new_dirs = self._plan(entry, model_name, files, templates, force)
         try:
-            self._fetch(model_name, targets, shared, progress, cancel)
+            self._fetch(model_name, targets, shared, progress, cancel, guard)
             for template, target in templates_at:
                 write_atomic(target, template["content"])
             write_atomic(root / record.config, yaml.safe_dump(config, sort_keys=False))
@@ -265,7 +293,7 @@ class ModelGallery:
         return record, [t for t in targets if t[0] is not None], shared, templates_at, new_dirs
 
     def _fetch(self, model_name: str, targets: list, shared: set[str], progress: Progress | None,
-               cancel: threading.Event | None) -> None:
+               cancel: threading.Event | None, guard: Guard | None = None) -> None:
         total = len(targets)
         for index, (spec, rel, target) in enumerate(targets):
             if rel in shared:
@@ -278,7 +306,7 @@ class ModelGallery:
             log.info("downloading %s for %s", spec.filename, model_name)
             try:
                 download.download_file(spec.uri, target, sha256=spec.sha256 or None, progress=file_progress,
-                                       cancel=cancel)
+                                       cancel=cancel, guard=guard)
             except download.DownloadError as exc:
                 raise APIError(f"installing {model_name} failed: {exc}", status=502, code="download_failed") from None
 
@@ -337,13 +365,29 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def looks_like_model_uri(value: str) -> bool:
-    return "://" in value or value.startswith(("/", "./", "github:")) or (
-        oci.is_oci_reference(value) and not os.path.exists(value))
+    """A URI or a path (local or not as :func:`localai.trust.is_local_uri` says), not a gallery name."""
+    return ("://" in value or value.startswith(("/", "./", "../", "~")) or trust.uri_scheme(value) == "file"
+            or not trust.is_local_uri(value))
 
 
-def fetch_text(uri: str) -> str:
-    """A small text file (a gallery or config YAML) from any URI the downloader resolves."""
+def check_network_uri(uri: str, guard: Guard | None, param: str) -> None:
+    """Refuse at once (400) a remote ``uri`` whose host the guard refuses; the fetch checks again."""
+    if guard is None or trust.is_local_uri(uri) or uri.startswith("pypi://"):
+        return
+    url = download.resolve_uri(uri) if "://" in uri else uri
+    if not url.startswith(("http://", "https://")):  # an OCI reference: its registry
+        url = "https://" + url.removeprefix("oci://").split("/", 1)[0] + "/"
     try:
-        return read_url(download.resolve_uri(uri)).decode("utf-8")
-    except Exception as exc:  # network, file system, decoding: all reported the same way
-        raise download.DownloadError(f"{uri}: {type(exc).__name__}: {exc}") from None
+        guard(url)
+    except net_policy.URLNotAllowed as exc:
+        raise BadRequest(f"{param}: {exc}", code="url_not_allowed", param=param) from None
+
+
+def fetch_text(uri: str, guard: Guard | None = None) -> str:
+    """A small text file (a gallery or config YAML) from any URI the downloader resolves; errors
+    name the URI and a failure class (:func:`localai.gallery.index.read_url`)."""
+    data = read_url(download.resolve_uri(uri), guard)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise download.DownloadError(f"{uri}: not valid YAML", uri=uri) from None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PACKAGE_SCHEME = "pkg://"
+_PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a top-level import name: find_spec imports no parent
 
 # LocalAI's legacy backend names (pkg/model/initializers.go Aliases)
 BACKEND_ALIASES = {
@@ -141,6 +143,18 @@ class ModelConfig(BaseModel):
         return resolve_model_file(self.parameters.model, models_path)
 
 
+def split_package_uri(value: str) -> tuple[str, str] | None:
+    """``pkg://IMPORT_NAME/MEMBER`` → (import name, member); None unless it names a package member:
+    a top-level import name and a relative member path without empty, ``.`` or ``..`` parts."""
+    if not value.startswith(PACKAGE_SCHEME):
+        return None
+    package, _, member = value[len(PACKAGE_SCHEME):].partition("/")
+    parts = member.split("/")
+    if not _PACKAGE.match(package) or "\\" in member or any(p in ("", ".", "..") for p in parts):
+        return None
+    return package, member
+
+
 def resolve_model_file(model: str, models_path: Path) -> str:
     """Resolve a model reference to an absolute path (it need not exist).
 
@@ -150,8 +164,11 @@ def resolve_model_file(model: str, models_path: Path) -> str:
     if not model:
         return ""
     if model.startswith(PACKAGE_SCHEME):
-        package, _, inner = model[len(PACKAGE_SCHEME):].partition("/")
-        spec = importlib.util.find_spec(package) if package else None
+        split = split_package_uri(model)
+        if split is None:
+            raise FileNotFoundError(f"{model!r} does not name a package member (pkg://IMPORT_NAME/PATH)")
+        package, inner = split
+        spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(f"package {package!r} for model file {model!r} is not installed")
         return os.path.join(list(spec.submodule_search_locations)[0], inner)

@@ -44,7 +44,16 @@ _RAW_DO_REQUEST = oras.provider.Registry.do_request.__wrapped__  # without oras'
 
 
 class _TimeoutAdapter(requests.adapters.HTTPAdapter):
+    """Default timeouts; ``guard`` (see :mod:`localai.net_policy`) checks every request's URL,
+    redirects and token realms included."""
+
+    def __init__(self, guard=None):
+        super().__init__()
+        self.guard = guard
+
     def send(self, request, **kwargs):
+        if self.guard is not None:
+            self.guard(request.url)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = TIMEOUT
         return super().send(request, **kwargs)
@@ -53,10 +62,10 @@ class _TimeoutAdapter(requests.adapters.HTTPAdapter):
 class Client(oras.provider.Registry):
     """oras Registry with request timeouts and short retries on transient errors."""
 
-    def __init__(self, ref: Reference):
+    def __init__(self, ref: Reference, guard=None):
         super().__init__(hostname=ref.api_host, insecure=insecure_registry(ref.registry))
         for prefix in ("http://", "https://"):
-            self.session.mount(prefix, _TimeoutAdapter())
+            self.session.mount(prefix, _TimeoutAdapter(guard))
         self.ref = ref
         c = oras.container.Container("placeholder", registry=ref.api_host)
         c.namespace, _, c.repository = ref.repository.rpartition("/")
