@@ -21,7 +21,22 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from .errors import BadRequest
-from .models.config import split_package_uri
+
+PACKAGE_SCHEME = "pkg://"
+_PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a top-level import name: find_spec imports no parent
+
+
+def split_package_uri(value: str) -> tuple[str, str] | None:
+    """``pkg://IMPORT_NAME/MEMBER`` → (import name, member); None unless it names a package member:
+    a top-level import name and a relative member path without empty, ``.`` or ``..`` parts."""
+    if not value.startswith(PACKAGE_SCHEME):
+        return None
+    package, _, member = value[len(PACKAGE_SCHEME):].partition("/")
+    parts = member.split("/")
+    if not _PACKAGE.match(package) or "\\" in member or any(p in ("", ".", "..") for p in parts):
+        return None
+    return package, member
+
 
 # ``proxy:`` keys that start a program, reach a server, or read a secret and send it out
 OPERATOR_ONLY_PROXY = ("command", "ready_url", "upstream_url", "api_key_env", "api_key_file")

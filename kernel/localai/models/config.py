@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-PACKAGE_SCHEME = "pkg://"
-_PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a top-level import name: find_spec imports no parent
+from ..trust import PACKAGE_SCHEME, split_package_uri
+
 
 # LocalAI's legacy backend names (pkg/model/initializers.go Aliases)
 BACKEND_ALIASES = {
@@ -141,18 +140,6 @@ class ModelConfig(BaseModel):
     def model_file(self, models_path: Path) -> str:
         """The absolute path of ``parameters.model`` (models dir, absolute, or ``pkg://``)."""
         return resolve_model_file(self.parameters.model, models_path)
-
-
-def split_package_uri(value: str) -> tuple[str, str] | None:
-    """``pkg://IMPORT_NAME/MEMBER`` → (import name, member); None unless it names a package member:
-    a top-level import name and a relative member path without empty, ``.`` or ``..`` parts."""
-    if not value.startswith(PACKAGE_SCHEME):
-        return None
-    package, _, member = value[len(PACKAGE_SCHEME):].partition("/")
-    parts = member.split("/")
-    if not _PACKAGE.match(package) or "\\" in member or any(p in ("", ".", "..") for p in parts):
-        return None
-    return package, member
 
 
 def resolve_model_file(model: str, models_path: Path) -> str:
