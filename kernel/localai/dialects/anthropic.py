@@ -8,7 +8,8 @@ In: ``system`` (string or text blocks), ``messages`` with ``text``, ``image``, `
 ``disable_parallel_tool_use``), ``output_format`` / ``output_config.format`` (``json_schema``),
 ``stream``. Out: a ``message`` with ``text`` and ``tool_use`` blocks, ``stop_reason``
 (``end_turn``, ``max_tokens``, ``stop_sequence``, ``tool_use``) and ``usage``; streamed as
-Anthropic's events. Errors are ``{"type": "error", "error": {"type", "message"}}``.
+Anthropic's events. The request is parsed with :mod:`.anthropic_wire`. Errors are
+``{"type": "error", "error": {"type", "message"}}``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from ..chat.models import model_for
 from ..chat.start import start_chat
 from ..chat.turn import ERROR, TEXT, TOOL
 from ..errors import APIError, BadRequest
-from ..request_limits import check_count, check_stops
+from . import anthropic_wire as wire
 from .core import arguments_object, document, new_id
+from .wire import parse_wire
 
 bp = Blueprint("dialect_anthropic", __name__)
 route = versioned(bp)
@@ -61,68 +63,56 @@ async def http_error(error: HTTPException):
 # -- request → OpenAI chat body ------------------------------------------------------------
 
 
-def text_of(content: Any, where: str) -> str:
+def text_of(content: str | list[Any] | None, where: str) -> str:
     """A string, or the text of a list of text blocks."""
     if content is None or isinstance(content, str):
         return content or ""
-    if not isinstance(content, list):
-        raise BadRequest(f"{where}: expected a string or a list of content blocks", param=where)
     texts = []
     for block in content:
-        if not isinstance(block, dict) or block.get("type") != "text":
-            kind = block.get("type") if isinstance(block, dict) else type(block).__name__
-            raise BadRequest(f"{where}: blocks of type {kind!r} are not supported here", param=where)
-        texts.append(str(block.get("text", "")))
+        if not isinstance(block, wire.TextBlock):
+            raise BadRequest(f"{where}: blocks of type {block.type!r} are not supported here", param=where)
+        texts.append(block.text)
     return "\n".join(texts)
 
 
-def image_part(block: dict[str, Any]) -> dict[str, Any]:
-    source = block.get("source") or {}
-    if source.get("type") == "base64":
-        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
-    elif source.get("type") == "url":
-        url = source.get("url", "")
+def image_part(block: wire.ImageBlock, where: str) -> dict[str, Any]:
+    source = block.source
+    if source.type == "base64":
+        url = f"data:{source.media_type};base64,{source.data}"
+    elif source.type == "url":
+        url = source.url
     else:
-        raise BadRequest(f"image source of type {source.get('type')!r} is not supported", param="messages")
+        raise BadRequest(f"{where}: image source of type {source.type!r} is not supported", param=where)
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def chat_messages(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("messages: at least one message is required", param="messages")
-    check_count(messages, "max_messages", "messages", "messages")  # before converting them
+def chat_messages(messages: list[wire.Message]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         where = f"messages.{i}"
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise BadRequest(f"{where}.role: must be 'user' or 'assistant'", param=where)
-        role, content = message["role"], message.get("content")
+        role, content = message.role, message.content
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             continue
-        if not isinstance(content, list):
-            raise BadRequest(f"{where}.content: expected a string or a list of content blocks", param=where)
         parts: list[dict[str, Any]] = []
         calls: list[dict[str, Any]] = []
         for block in content:
-            kind = block.get("type") if isinstance(block, dict) else None
-            if kind == "text":
-                parts.append({"type": "text", "text": str(block.get("text", ""))})
-            elif kind == "image" and role == "user":
-                parts.append(image_part(block))
-            elif kind == "tool_use" and role == "assistant":
-                calls.append({"id": block.get("id") or new_id("toolu_"), "type": "function",
-                              "function": {"name": block.get("name", ""),
-                                           "arguments": json.dumps(block.get("input") or {})}})
-            elif kind == "tool_result" and role == "user":
-                result = text_of(block.get("content"), f"{where}.content.tool_result")
-                if block.get("is_error"):
+            if isinstance(block, wire.TextBlock):
+                parts.append({"type": "text", "text": block.text})
+            elif isinstance(block, wire.ImageBlock) and role == "user":
+                parts.append(image_part(block, f"{where}.content"))
+            elif isinstance(block, wire.ToolUseBlock) and role == "assistant":
+                calls.append({"id": block.id or new_id("toolu_"), "type": "function",
+                              "function": {"name": block.name, "arguments": json.dumps(block.input or {})}})
+            elif isinstance(block, wire.ToolResultBlock) and role == "user":
+                result = text_of(block.content, f"{where}.content.tool_result")
+                if block.is_error:
                     result = f"Error: {result}"
-                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": result})
-            elif kind in ("thinking", "redacted_thinking") and role == "assistant":
+                out.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": result})
+            elif isinstance(block, wire.ThinkingBlock) and role == "assistant":
                 continue
             else:
-                raise BadRequest(f"{where}.content: blocks of type {kind!r} are not supported "
+                raise BadRequest(f"{where}.content: blocks of type {block.type!r} are not supported "
                                  f"in {role} messages", param=where)
         if role == "assistant":
             text = "".join(p["text"] for p in parts)
@@ -136,59 +126,42 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
-def chat_body(body: Any) -> dict[str, Any]:
-    """The OpenAI chat body for an Anthropic Messages request."""
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    if not body.get("model"):
-        raise BadRequest("model: Field required", param="model")
-    if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
-        raise BadRequest("max_tokens: Field required (a positive integer)", param="max_tokens")
-    messages = chat_messages(body.get("messages"))
-    system = text_of(body.get("system"), "system")
+TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+
+
+def chat_body(req: wire.MessagesRequest) -> dict[str, Any]:
+    """The OpenAI chat body for a parsed Anthropic Messages request."""
+    messages = chat_messages(req.messages)
+    system = text_of(req.system, "system")
     if system:
         messages.insert(0, {"role": "system", "content": system})
-    out: dict[str, Any] = {"model": body["model"], "messages": messages, "max_tokens": body["max_tokens"]}
+    out: dict[str, Any] = {"model": req.model, "messages": messages}
+    if req.max_tokens is not None:
+        out["max_tokens"] = req.max_tokens
     for key in ("temperature", "top_p", "top_k"):
-        if body.get(key) is not None:
-            out[key] = body[key]
-    tools = body.get("tools")
-    if tools:
-        if not isinstance(tools, list):
-            raise BadRequest("tools: expected a list", param="tools")
+        if getattr(req, key) is not None:
+            out[key] = getattr(req, key)
+    if req.tools:
         out["tools"] = []
-        for tool in tools:
-            if not isinstance(tool, dict) or "name" not in tool:
-                raise BadRequest("tools: each tool needs a name and an input_schema", param="tools")
-            if tool.get("type") not in (None, "custom"):
-                raise BadRequest(f"tools: server tools of type {tool['type']!r} are not supported", param="tools")
-            function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
-            if tool.get("description"):
-                function["description"] = tool["description"]
+        for i, tool in enumerate(req.tools):
+            if tool.type not in (None, "custom"):
+                raise BadRequest(f"tools.{i}: server tools of type {tool.type!r} are not supported",
+                                 param=f"tools.{i}.type")
+            function = {"name": tool.name, "parameters": tool.input_schema or {"type": "object"}}
+            if tool.description:
+                function["description"] = tool.description
             out["tools"].append({"type": "function", "function": function})
-    choice = body.get("tool_choice")
-    if isinstance(choice, dict):
-        kind = choice.get("type")
-        if kind == "auto":
-            out["tool_choice"] = "auto"
-        elif kind == "any":
-            out["tool_choice"] = "required"
-        elif kind == "none":
-            out["tool_choice"] = "none"
-        elif kind == "tool":
-            out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name", "")}}
+    choice = req.tool_choice
+    if choice is not None:
+        if choice.type == "tool":
+            out["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
         else:
-            raise BadRequest(f"tool_choice: unknown type {kind!r}", param="tool_choice")
-        if choice.get("disable_parallel_tool_use") is not None and kind != "none":
-            out["parallel_tool_calls"] = not choice["disable_parallel_tool_use"]
-    fmt = body.get("output_format") or (body.get("output_config") or {}).get("format")
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        out["response_format"] = {"type": "json_schema",
-                                  "json_schema": {"name": "output", "schema": fmt.get("schema") or {}}}
-    stops = body.get("stop_sequences")
-    if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
-        raise BadRequest("stop_sequences: expected a list of strings", param="stop_sequences")
-    check_stops(stops, "stop_sequences")  # the same limits as OpenAI's "stop" (request_limits)
+            out["tool_choice"] = TOOL_CHOICES[choice.type]
+        if choice.disable_parallel_tool_use is not None and choice.type != "none":
+            out["parallel_tool_calls"] = not choice.disable_parallel_tool_use
+    schema = req.output_schema()
+    if schema is not None:
+        out["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     return out
 
 
@@ -204,12 +177,11 @@ def usage(turn) -> dict[str, int]:
 
 @route("/messages", methods=["POST"])
 async def messages():
-    body = await json_body()
-    chat = chat_body(body)
-    stops = [s for s in body.get("stop_sequences") or [] if s]
-    turn = await start_chat(state(), chat, stops=stops)
-    model_name = body["model"]
-    if body.get("stream"):
+    req = parse_wire(wire.MessagesRequest, await json_body())
+    stops = [s for s in req.stop_sequences or [] if s]
+    turn = await start_chat(state(), chat_body(req), stops=stops)
+    model_name = req.model
+    if req.stream:
         return stream(turn, model_name)
     result = await turn.collect()
     content: list[dict[str, Any]] = []
@@ -288,10 +260,7 @@ def stream(turn, model_name: str) -> Response:
 
 @route("/messages/count_tokens", methods=["POST"])
 async def count_tokens():
-    body = await json_body()
-    if isinstance(body, dict):
-        body.setdefault("max_tokens", 1)
-    chat = chat_body(body)
+    chat = chat_body(parse_wire(wire.CountTokensRequest, await json_body()))
     config = model_for(state(), chat["model"], "chat")
     lines = [f"{m['role']}: {m.get('content') or ''}" if isinstance(m.get("content"), (str, type(None)))
              else f"{m['role']}: " + " ".join(p.get("text", "") for p in m["content"]) for m in chat["messages"]]

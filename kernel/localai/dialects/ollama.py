@@ -7,7 +7,8 @@ plugins (``OLLAMA_HOST=http://127.0.0.1:8080``).
 and ``POST /api/embeddings`` are here; the model routes (``/api/tags``, ``show``, ``ps``,
 ``version``, ``pull``, ``delete``) are in :mod:`.ollama_models`, what the second
 listener (``--ollama-address``, bound by the server) answers in :mod:`.ollama_port`.
-``name:latest`` resolves to ``name``. Errors are ``{"error": "message"}``.
+``name:latest`` resolves to ``name``. Chat and generate requests are parsed with
+:mod:`.ollama_wire`. Errors are ``{"error": "message"}``.
 """
 
 from __future__ import annotations
@@ -28,54 +29,47 @@ from ..chat.models import model_for
 from ..chat.start import start_chat
 from ..chat.turn import ERROR, TEXT, TOOL
 from ..errors import BadRequest
-from ..request_limits import check_count
 from . import ollama_models
+from . import ollama_wire as wire
 from .core import arguments_object, document
+from .wire import parse_wire
 from .ollama_models import (NDJSON, apply_keep_alive, install_errors, keep_alive_seconds, model_arg, now_iso,
                             request_object)
 
 bp = Blueprint("dialect_ollama", __name__)
 install_errors(bp)
-OPTION_KEYS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed", "stop": "stop",
-               "min_p": "min_p", "repeat_penalty": "repeat_penalty", "presence_penalty": "presence_penalty",
-               "frequency_penalty": "frequency_penalty"}
 
 # -- chat and generate -------------------------------------------------------------------------
 
 
-def image_part(data: Any) -> dict[str, Any]:
-    raw = base64.b64decode(data[:64] + "=" * (-len(data[:64]) % 4), validate=False) if isinstance(data, str) else b""
+def image_part(data: str) -> dict[str, Any]:
+    raw = base64.b64decode(data[:64] + "=" * (-len(data[:64]) % 4), validate=False)
     kind = "png" if raw.startswith(b"\x89PNG") else "webp" if raw[8:12] == b"WEBP" else "jpeg"
     return {"type": "image_url", "image_url": {"url": f"data:image/{kind};base64,{data}"}}
 
 
-def chat_messages(messages: Any) -> list[dict[str, Any]]:
-    if not isinstance(messages, list):
-        raise BadRequest("messages must be a list")
-    check_count(messages, "max_messages", "messages", "messages")  # before converting them
+def chat_messages(messages: list[wire.Message]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     call_ids: dict[str, list[str]] = {}
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
-            raise BadRequest(f"messages[{i}]: role must be system, user, assistant or tool")
-        content = m.get("content") or ""
-        if m.get("images"):
-            message: dict[str, Any] = {"role": m["role"], "content": [{"type": "text", "text": content}] +
-                                       [image_part(img) for img in m["images"]]}
+        content = m.content or ""
+        if m.images:
+            message: dict[str, Any] = {"role": m.role, "content": [{"type": "text", "text": content}] +
+                                       [image_part(img) for img in m.images]}
         else:
-            message = {"role": m["role"], "content": content}
-        if m["role"] == "assistant" and m.get("tool_calls"):
+            message = {"role": m.role, "content": content}
+        if m.role == "assistant" and m.tool_calls:
             calls = []
-            for j, call in enumerate(m["tool_calls"]):
-                fn = call.get("function") or {}
+            for j, call in enumerate(m.tool_calls):
+                fn = call.function
                 call_id = f"call_{i}_{j}"
-                call_ids.setdefault(fn.get("name", ""), []).append(call_id)
-                args = fn.get("arguments") or {}
+                call_ids.setdefault(fn.name, []).append(call_id)
+                args = fn.arguments or {}
                 calls.append({"id": call_id, "type": "function", "function": {
-                    "name": fn.get("name", ""), "arguments": args if isinstance(args, str) else json.dumps(args)}})
+                    "name": fn.name, "arguments": args if isinstance(args, str) else json.dumps(args)}})
             message["tool_calls"] = calls
-        if m["role"] == "tool":
-            name = m.get("tool_name") or m.get("name") or ""
+        if m.role == "tool":
+            name = m.tool_name or m.name or ""
             pending = call_ids.get(name) or next((ids for ids in call_ids.values() if ids), [])
             message["tool_call_id"] = pending.pop(0) if pending else f"call_{name or 'tool'}"
             if name:
@@ -84,25 +78,26 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
-def chat_body(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"model": model_arg(body), "messages": messages}
-    options = body.get("options") or {}
-    if not isinstance(options, dict):
-        raise BadRequest("options must be an object")
-    for key, target in OPTION_KEYS.items():
-        if options.get(key) is not None:
-            out[target] = options[key]
-    if isinstance(options.get("num_predict"), int) and options["num_predict"] > 0:
-        out["max_tokens"] = options["num_predict"]
-    fmt = body.get("format")
-    if fmt == "json":
-        out["response_format"] = {"type": "json_object"}
-    elif isinstance(fmt, dict):
-        out["response_format"] = {"type": "json_schema", "json_schema": {"name": "format", "schema": fmt}}
-    elif fmt not in (None, ""):
-        raise BadRequest("format must be \"json\" or a JSON schema")
-    if body.get("tools"):
-        out["tools"] = body["tools"]
+def generate_messages(req: wire.GenerateRequest) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if req.system:
+        messages.append({"role": "system", "content": req.system})
+    prompt = req.prompt or ""
+    user: dict[str, Any] = {"role": "user", "content": prompt}
+    if req.images:
+        user["content"] = [{"type": "text", "text": prompt}] + [image_part(i) for i in req.images]
+    messages.append(user)
+    return messages
+
+
+def chat_body(req: wire.Generation, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OpenAI chat body for a parsed chat or generate request and its messages."""
+    out: dict[str, Any] = {"model": req.model_name, "messages": messages, **req.sampling()}
+    fmt = req.response_format()
+    if fmt is not None:
+        out["response_format"] = fmt
+    if isinstance(req, wire.ChatRequest) and req.tools:
+        out["tools"] = req.tools
     return out
 
 
@@ -116,13 +111,13 @@ def stats(turn) -> dict[str, Any]:
             "eval_count": turn.completion_tokens, "eval_duration": int((end - first) * ns)}
 
 
-async def run(body: dict[str, Any], messages: list[dict[str, Any]], *, chat: bool):
+async def run(req: wire.Generation, messages: list[dict[str, Any]], *, chat: bool):
     """Serve one chat or generate request (``chat`` picks the reply shape)."""
     app_state = state()
     manager = app_state.manager
-    keep = keep_alive_seconds(body.get("keep_alive"))
-    name = model_arg(body)
-    if not messages or (not chat and not body.get("prompt")):
+    keep = keep_alive_seconds(req.keep_alive)
+    name = req.model_name
+    if not messages or (not chat and not getattr(req, "prompt", None)):
         config = model_for(app_state, name, "chat", strip_tag=True)
         if keep == 0:  # an empty request with keep_alive 0: unload
             await manager.unload(config.name)
@@ -135,7 +130,7 @@ async def run(body: dict[str, Any], messages: list[dict[str, Any]], *, chat: boo
         empty = {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
         return Response(orjson.dumps({"model": name, "created_at": now_iso(), **empty, "done": True,
                                       "done_reason": reason}), content_type="application/json")
-    turn = await start_chat(app_state, chat_body(body, messages), strip_tag=True)  # hooks, then the model
+    turn = await start_chat(app_state, chat_body(req, messages), strip_tag=True)  # hooks, then the model
     config = turn.config
     created = now_iso()
 
@@ -149,7 +144,7 @@ async def run(body: dict[str, Any], messages: list[dict[str, Any]], *, chat: boo
                                  for i, c in enumerate(calls)]
         return {"message": out}
 
-    if body.get("stream") is False:
+    if req.stream is False:
         result = await turn.collect()
         apply_keep_alive(manager, config.name, keep)
         return Response(orjson.dumps({"model": name, "created_at": created,
@@ -186,26 +181,17 @@ async def run(body: dict[str, Any], messages: list[dict[str, Any]], *, chat: boo
 @bp.route("/api/chat", methods=["POST"])
 async def chat():
     """Chat (``messages``), streamed as NDJSON unless ``stream`` is false."""
-    body = request_object(await json_body())
-    return await run(body, chat_messages(body.get("messages") or []), chat=True)
+    req = parse_wire(wire.ChatRequest, await json_body())
+    return await run(req, chat_messages(req.messages or []), chat=True)
 
 
 @bp.route("/api/generate", methods=["POST"])
 async def generate():
     """Generate from a ``prompt`` (with the model's chat template), streamed as NDJSON unless ``stream`` is false."""
-    body = request_object(await json_body())
-    model_arg(body)
-    if body.get("raw") or body.get("suffix"):
+    req = parse_wire(wire.GenerateRequest, await json_body())
+    if req.raw or req.suffix:
         raise BadRequest("raw prompts and suffix (fill-in-the-middle) are not supported; use /v1/completions")
-    messages: list[dict[str, Any]] = []
-    if body.get("system"):
-        messages.append({"role": "system", "content": body["system"]})
-    prompt = body.get("prompt") or ""
-    user: dict[str, Any] = {"role": "user", "content": prompt}
-    if body.get("images"):
-        user["content"] = [{"type": "text", "text": prompt}] + [image_part(i) for i in body["images"]]
-    messages.append(user)
-    return await run(body, messages, chat=False)
+    return await run(req, generate_messages(req), chat=False)
 
 
 # -- embeddings --------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ In: ``input`` (a string, or items: messages with ``input_text`` / ``output_text`
 ``max_output_tokens``, ``temperature``, ``top_p``, ``tools`` (function), ``tool_choice``,
 ``parallel_tool_calls``, ``text.format`` (``json_schema``, ``json_object``), ``stream``,
 ``store``, ``previous_response_id``, ``metadata``. Streaming sends the typed events in order, each
-with a ``sequence_number``. Stored responses live in :mod:`.response_store` (SQLite, bounded);
-with API keys, each is visible to, continuable and deletable by the key that created it only
-(others get the same 404 as for a missing id).
+with a ``sequence_number``. The request is parsed with :mod:`.responses_wire`. Stored responses
+live in :mod:`.response_store` (SQLite, bounded); with API keys, each is visible to, continuable
+and deletable by the key that created it only (others get the same 404 as for a missing id).
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from ..auth import caller
 from ..chat.start import start_chat
 from ..chat.turn import ERROR, TEXT, TOOL
 from ..errors import BadRequest, NotFound
+from . import responses_wire as wire
 from .core import new_id
 from .response_store import ResponseStore
+from .wire import parse_wire
 
 bp = Blueprint("dialect_responses", __name__)
 route = versioned(bp)
@@ -46,93 +48,84 @@ def store() -> ResponseStore:
 # -- request → OpenAI chat body ----------------------------------------------------------------
 
 
-def content_of(content: Any, where: str) -> str | list[dict[str, Any]]:
+def content_of(content: str | list[Any], where: str) -> str | list[dict[str, Any]]:
     if isinstance(content, str):
         return content
-    if not isinstance(content, list):
-        raise BadRequest(f"{where}: expected a string or a list of content parts", param=where)
     parts: list[dict[str, Any]] = []
     for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind in ("input_text", "output_text", "text"):
-            parts.append({"type": "text", "text": str(part.get("text", ""))})
-        elif kind == "input_image" and part.get("image_url"):
-            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
-        elif kind == "refusal":
-            parts.append({"type": "text", "text": str(part.get("refusal", ""))})
+        if isinstance(part, wire.TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, wire.ImagePart) and part.image_url:
+            parts.append({"type": "image_url", "image_url": {"url": part.image_url}})
+        elif isinstance(part, wire.RefusalPart):
+            parts.append({"type": "text", "text": part.refusal})
         else:
-            raise BadRequest(f"{where}: content parts of type {kind!r} are not supported", param=where)
+            raise BadRequest(f"{where}: content parts of type {part.type!r} are not supported", param=where)
     if all(p["type"] == "text" for p in parts):
         return "\n".join(p["text"] for p in parts)
     return parts
 
 
-def input_messages(value: Any) -> list[dict[str, Any]]:
+def input_messages(value: str | list[Any] | None) -> list[dict[str, Any]]:
     """Chat messages for the request's ``input``."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
-    if not isinstance(value, list):
-        raise BadRequest("input: expected a string or a list of items", param="input")
     out: list[dict[str, Any]] = []
-    for i, item in enumerate(value):
+    for i, item in enumerate(value or ()):
         where = f"input.{i}"
-        kind = item.get("type", "message") if isinstance(item, dict) else None
-        if kind == "message" and item.get("role") in ("user", "assistant", "system", "developer"):
-            out.append({"role": item["role"], "content": content_of(item.get("content"), where)})
-        elif kind == "function_call":
-            call = {"id": item.get("call_id") or item.get("id") or new_id("call_"), "type": "function",
-                    "function": {"name": item.get("name", ""), "arguments": item.get("arguments") or "{}"}}
+        if isinstance(item, wire.MessageItem):
+            out.append({"role": item.role, "content": content_of(item.content, f"{where}.content")})
+        elif isinstance(item, wire.FunctionCallItem):
+            call = {"id": item.call_id or item.id or new_id("call_"), "type": "function",
+                    "function": {"name": item.name, "arguments": item.arguments or "{}"}}
             last = out[-1] if out else None
             if last is not None and last["role"] == "assistant" and (last.get("tool_calls") or not last["content"]):
                 last.setdefault("tool_calls", []).append(call)
             else:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            output = item.get("output")
-            text = output if isinstance(output, str) else content_of(output, where)
-            out.append({"role": "tool", "tool_call_id": item.get("call_id", ""),
+        elif isinstance(item, wire.FunctionCallOutputItem):
+            text = content_of(item.output, f"{where}.output")
+            out.append({"role": "tool", "tool_call_id": item.call_id,
                         "content": text if isinstance(text, str) else json.dumps(text)})
-        elif kind == "reasoning":
+        elif isinstance(item, wire.ReasoningItem):
             continue
         else:
-            raise BadRequest(f"{where}: items of type {kind!r} are not supported", param=where)
+            raise BadRequest(f"{where}: items of type {item.type!r} are not supported", param=where)
     return out
 
 
-def chat_body(body: dict[str, Any], history: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
+def chat_body(req: wire.CreateRequest, history: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OpenAI chat body for a parsed Responses request, its history and new messages."""
     messages = list(history) + new
-    if body.get("instructions"):
-        messages.insert(0, {"role": "system", "content": str(body["instructions"])})
+    if req.instructions:
+        messages.insert(0, {"role": "system", "content": req.instructions})
     if not messages:
         raise BadRequest("input: at least one input item is required", param="input")
-    out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
+    out: dict[str, Any] = {"model": req.model, "messages": messages}
     for key, target in (("temperature", "temperature"), ("top_p", "top_p"), ("max_output_tokens", "max_tokens"),
                         ("parallel_tool_calls", "parallel_tool_calls"), ("top_k", "top_k"), ("seed", "seed")):
-        if body.get(key) is not None:
-            out[target] = body[key]
-    tools = body.get("tools") or []
-    if not isinstance(tools, list):
-        raise BadRequest("tools: expected a list", param="tools")
-    if tools:
+        if getattr(req, key) is not None:
+            out[target] = getattr(req, key)
+    if req.tools:
         out["tools"] = []
-        for tool in tools:
-            if not isinstance(tool, dict) or tool.get("type") != "function":
-                kind = tool.get("type") if isinstance(tool, dict) else None
-                raise BadRequest(f"tools: only function tools are supported, not {kind!r}", param="tools")
-            function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
+        for i, tool in enumerate(req.tools):
+            if tool.type != "function":
+                raise BadRequest(f"tools: only function tools are supported, not {tool.type!r}", param=f"tools.{i}")
+            function = {k: getattr(tool, k) for k in ("name", "description", "parameters", "strict")
+                        if getattr(tool, k) is not None}
             out["tools"].append({"type": "function", "function": function})
-    choice = body.get("tool_choice")
+    choice = req.tool_choice
     if isinstance(choice, str):
         out["tool_choice"] = choice
-    elif isinstance(choice, dict):
-        if choice.get("type") != "function":
-            raise BadRequest(f"tool_choice: type {choice.get('type')!r} is not supported", param="tool_choice")
-        out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name", "")}}
-    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+    elif choice is not None:
+        if choice.type != "function":
+            raise BadRequest(f"tool_choice: type {choice.type!r} is not supported", param="tool_choice")
+        out["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+    fmt = req.format
+    if fmt is not None and fmt.type == "json_schema":
         out["response_format"] = {"type": "json_schema", "json_schema": {
-            "name": fmt.get("name") or "response", "schema": fmt.get("schema") or {}, "strict": fmt.get("strict")}}
-    elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
+            "name": fmt.name or "response", "schema": fmt.schema_ or {}, "strict": fmt.strict}}
+    elif fmt is not None and fmt.type == "json_object":
         out["response_format"] = {"type": "json_object"}
     return out
 
@@ -140,30 +133,32 @@ def chat_body(body: dict[str, Any], history: list[dict[str, Any]], new: list[dic
 # -- the response object -----------------------------------------------------------------------
 
 
-def response_object(rid: str, body: dict[str, Any], model: str, created: int, status: str,
+def echoed(value: Any) -> Any:
+    """A part of the request as the client sent it."""
+    return value.model_dump(by_alias=True, exclude_unset=True) if value is not None else None
+
+
+def response_object(rid: str, req: wire.CreateRequest, model: str, created: int, status: str,
                     output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
-    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+    choice = req.tool_choice
     return {
         "id": rid, "object": "response", "created_at": created, "status": status, "background": False,
         "error": None, "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
-        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
-        "model": model, "output": output, "parallel_tool_calls": body.get("parallel_tool_calls", True),
-        "previous_response_id": body.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
-        "store": body.get("store", True) is not False, "temperature": body.get("temperature", 1.0),
-        "text": {"format": fmt or {"type": "text"}}, "tool_choice": body.get("tool_choice", "auto"),
-        "tools": echoed_tools(body), "top_p": body.get("top_p", 1.0), "truncation": "disabled",
-        "metadata": body.get("metadata") or {},
+        "instructions": req.instructions, "max_output_tokens": req.max_output_tokens,
+        "model": model, "output": output,
+        "parallel_tool_calls": req.parallel_tool_calls if req.parallel_tool_calls is not None else True,
+        "previous_response_id": req.previous_response_id, "reasoning": {"effort": None, "summary": None},
+        "store": req.store is not False, "temperature": req.temperature if req.temperature is not None else 1.0,
+        "text": {"format": echoed(req.format) or {"type": "text"}},
+        "tool_choice": "auto" if choice is None else choice if isinstance(choice, str) else echoed(choice),
+        # a function tool's parameters and strict always there (null when not given)
+        "tools": [{"parameters": None, "strict": None, **echoed(tool)} for tool in req.tools or ()],
+        "top_p": req.top_p if req.top_p is not None else 1.0, "truncation": "disabled",
+        "metadata": req.metadata or {},
         # OpenAI's schema has no null for these: left out until known (usage) or unless given (user)
         **({"usage": usage} if usage is not None else {}),
-        **({"user": body["user"]} if isinstance(body.get("user"), str) else {}),
+        **({"user": req.user} if req.user is not None else {}),
     }
-
-
-def echoed_tools(body: dict[str, Any]) -> list[Any]:
-    """The request's tools as a response lists them: a function tool's ``parameters`` and ``strict``
-    always there (null when not given)."""
-    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
-    return [{"parameters": None, "strict": None, **tool} if isinstance(tool, dict) else tool for tool in tools]
 
 
 def usage_of(turn) -> dict[str, Any]:
@@ -197,9 +192,9 @@ def output_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": text}]
 
 
-async def keep(saved: ResponseStore, owner: str | None, body: dict[str, Any], result: dict[str, Any],
+async def keep(saved: ResponseStore, owner: str | None, req: wire.CreateRequest, result: dict[str, Any],
                history: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
-    if body.get("store", True) is not False:
+    if req.store is not False:
         await saved.put(owner, result, history + new + output_messages(result["output"]), new)
 
 
@@ -208,34 +203,33 @@ async def keep(saved: ResponseStore, owner: str | None, body: dict[str, Any], re
 
 @route("/responses", methods=["POST"])
 async def create():
-    body = await json_body()
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
+    req = parse_wire(wire.CreateRequest, await json_body())
     history: list[dict[str, Any]] = []
     owner = caller()
-    if body.get("previous_response_id"):
-        found = await store().get(owner, str(body["previous_response_id"]))
+    if req.previous_response_id:
+        found = await store().get(owner, req.previous_response_id)
         if found is None:
-            raise NotFound(f"Previous response with id '{body['previous_response_id']}' not found.",
+            raise NotFound(f"Previous response with id '{req.previous_response_id}' not found.",
                            param="previous_response_id", code="previous_response_not_found")
         history = found["history"]
-    new = input_messages(body.get("input") or [])
-    turn = await start_chat(state(), chat_body(body, history, new))
-    rid, created, model = new_id("resp_"), int(time.time()), body.get("model") or turn.name
-    if body.get("stream"):
-        return stream(turn, body, rid, created, model, history, new, store(), owner)
+    new = input_messages(req.input)
+    turn = await start_chat(state(), chat_body(req, history, new))
+    rid, created, model = new_id("resp_"), int(time.time()), req.model or turn.name
+    if req.stream:
+        return stream(turn, req, rid, created, model, history, new, store(), owner)
     result = await turn.collect()
     output = []
     if result.text or not result.tool_calls:
         output.append(message_item(new_id("msg_"), result.text))
     output += [call_item(new_id("fc_"), call) for call in result.tool_calls]
     status = "incomplete" if turn.finish_reason == "length" else "completed"
-    response = response_object(rid, body, model, created, status, output, usage_of(turn))
-    await keep(store(), owner, body, response, history, new)
+    response = response_object(rid, req, model, created, status, output, usage_of(turn))
+    await keep(store(), owner, req, response, history, new)
     return Response(orjson.dumps(response), content_type="application/json")
 
 
-def stream(turn, body, rid, created, model, history, new, saved: ResponseStore, owner: str | None) -> Response:
+def stream(turn, req: wire.CreateRequest, rid, created, model, history, new, saved: ResponseStore,
+           owner: str | None) -> Response:
     async def events():
         seq = 0
 
@@ -245,7 +239,7 @@ def stream(turn, body, rid, created, model, history, new, saved: ResponseStore, 
             return (b"event: " + kind.encode() + b"\ndata: " +
                     orjson.dumps({"type": kind, "sequence_number": seq - 1, **payload}) + b"\n\n")
 
-        start = response_object(rid, body, model, created, "in_progress", [], None)
+        start = response_object(rid, req, model, created, "in_progress", [], None)
         yield event("response.created", {"response": start})
         yield event("response.in_progress", {"response": start})
         output: list[dict[str, Any]] = []
@@ -316,8 +310,8 @@ def stream(turn, body, rid, created, model, history, new, saved: ResponseStore, 
         for item in close():
             yield item
         status = "incomplete" if turn.finish_reason == "length" else "completed"
-        final = response_object(rid, body, model, created, status, output, usage_of(turn))
-        await keep(saved, owner, body, final, history, new)
+        final = response_object(rid, req, model, created, status, output, usage_of(turn))
+        await keep(saved, owner, req, final, history, new)
         yield event(f"response.{status}", {"response": final})
 
     response = Response(events(), content_type="text/event-stream", headers=SSE_HEADERS)
