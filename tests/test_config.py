@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from localai.backends.options import ALL_GPU_LAYERS, model_options
 from localai.default_plugins.external_backends import parse_external
 from localai.errors import BadRequest, ConfigError
+from localai.gallery.uris import Remotes
 from localai.models import templates
 from localai.models.config import ModelConfig, resolve_model_file
 from localai.models.registry import ModelRegistry
@@ -287,6 +288,45 @@ def test_settings_from_localai_env_names(clean_env):
     assert settings.health_timeout == 120.0 and settings.threads == 3
     # explicit overrides (CLI flags) beat the environment
     assert Settings.from_env(models_path=Path("/other")).models_path == Path("/other")
+
+
+REMOTE_ENV = {
+    "LOCALAI_GALLERIES": '[{"name": "g", "url": "file:///srv/g.yaml"}]',
+    "LOCALAI_INSECURE_REGISTRIES": " registry.lan:5000, 10.0.0.5 ",
+    "HF_ENDPOINT": "hf-mirror.example/",
+    "HF_TOKEN": "hf_operator_secret",
+    "LOCALAI_FORCE_META_BACKEND_CAPABILITY": " nvidia-cuda-12 ",
+    "LOCALAI_FORCE_META_BACKEND_CAPABILITY_RUN_FILE": "/srv/capability",
+    "LOCALAI_GRPC_AUTH_TOKEN": "grpc_operator_secret",
+}
+
+
+def test_settings_read_the_gallery_and_remote_names(monkeypatch):
+    """The gallery's, the downloader's and the remote backends' environment names are read by
+    Settings (the kernel's only reader) and handed down; the secrets stay out of its repr."""
+    for name in [*REMOTE_ENV, "GALLERIES", "HF_MIRROR"]:
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_env()
+    assert settings.galleries is None and settings.insecure_registries == []
+    assert Remotes.of(settings) == Remotes("https://huggingface.co", "", ())
+    assert settings.force_meta_backend_capability == "" and settings.grpc_auth_token == ""
+    assert settings.force_meta_backend_capability_run_file == "/run/localai/capability"
+    for key, value in REMOTE_ENV.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings.from_env()
+    assert settings.galleries == REMOTE_ENV["LOCALAI_GALLERIES"]
+    assert Remotes.of(settings) == Remotes("https://hf-mirror.example", "hf_operator_secret",
+                                           ("registry.lan:5000", "10.0.0.5"))
+    assert settings.force_meta_backend_capability == "nvidia-cuda-12"
+    assert settings.force_meta_backend_capability_run_file == "/srv/capability"
+    assert settings.grpc_auth_token == "grpc_operator_secret"
+    assert "secret" not in repr(settings) and "secret" not in repr(Remotes.of(settings))
+    for key in ("LOCALAI_GALLERIES", "HF_ENDPOINT"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("GALLERIES", "[]")
+    monkeypatch.setenv("HF_MIRROR", "https://mirror.example")
+    settings = Settings.from_env()
+    assert settings.galleries == "[]" and Remotes.of(settings).hf_endpoint == "https://mirror.example"
 
 
 def test_settings_legacy_names_and_idle_default(clean_env):

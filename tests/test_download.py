@@ -16,7 +16,7 @@ import oras.provider
 import pytest
 
 from localai.gallery import download as dl
-from localai.gallery.download import DownloadError, download_file, resolve_uri, safe_target
+from localai.gallery.download import DownloadError, Remotes, download_file, resolve_uri, safe_target
 
 SIZE = 2 << 20
 
@@ -207,9 +207,7 @@ def test_safe_target(tmp_path):
             safe_target(root, bad)
 
 
-def test_resolve_uri(monkeypatch):
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    monkeypatch.delenv("HF_MIRROR", raising=False)
+def test_resolve_uri():
     hf = "https://huggingface.co/TheBloke/M-GGUF/resolve"
     assert resolve_uri("huggingface://TheBloke/M-GGUF/m.Q4.gguf") == f"{hf}/main/m.Q4.gguf"
     assert resolve_uri("hf://TheBloke/M-GGUF/sub/m.gguf") == f"{hf}/main/sub/m.gguf"
@@ -220,23 +218,32 @@ def test_resolve_uri(monkeypatch):
     assert (resolve_uri("github://o/r/a/b.yaml") == "https://raw.githubusercontent.com/o/r/main/a/b.yaml")
     for other in ("https://example.com/x", "oci://r/x:1", "file:///x", "/x"):
         assert resolve_uri(other) == other
-    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com/")
-    assert resolve_uri("hf://o/r/f") == "https://hf-mirror.com/o/r/resolve/main/f"
-    assert resolve_uri("https://huggingface.co/o/r/resolve/main/f") == "https://hf-mirror.com/o/r/resolve/main/f"
+    mirror = "https://hf-mirror.com/"
+    assert resolve_uri("hf://o/r/f", mirror) == "https://hf-mirror.com/o/r/resolve/main/f"
+    assert resolve_uri("https://huggingface.co/o/r/resolve/main/f", mirror) == "https://hf-mirror.com/o/r/resolve/main/f"
+    assert resolve_uri("hf://o/r/f", "hf-mirror.com") == "https://hf-mirror.com/o/r/resolve/main/f"
     with pytest.raises(DownloadError, match="expected OWNER/REPO"):
         resolve_uri("hf://owner/repo")
 
 
-def test_hf_download_through_hf_endpoint(file_server, tmp_path, monkeypatch):
+def test_hf_download_through_hf_endpoint(file_server, tmp_path):
     data = os.urandom(1000)
     for rev in ("main", "v1"):
         path = file_server.directory / "acme" / "tiny" / "resolve" / rev / "w.gguf"
         path.parent.mkdir(parents=True)
         path.write_bytes(data + rev.encode())
-    monkeypatch.setenv("HF_ENDPOINT", file_server.url(""))
-    download_file("hf://acme/tiny/w.gguf", tmp_path / "a.gguf", sha256=sha(data + b"main"))
-    download_file("huggingface://acme/tiny@v1/w.gguf", tmp_path / "b.gguf", sha256=sha(data + b"v1"))
+    remotes = Remotes(hf_endpoint=file_server.url(""), hf_token="hf_operator")
+    download_file("hf://acme/tiny/w.gguf", tmp_path / "a.gguf", sha256=sha(data + b"main"), remotes=remotes)
+    download_file("huggingface://acme/tiny@v1/w.gguf", tmp_path / "b.gguf", sha256=sha(data + b"v1"), remotes=remotes)
     assert [p for _, p, _ in file_server.requests] == ["acme/tiny/resolve/main/w.gguf", "acme/tiny/resolve/v1/w.gguf"]
+    assert {h.get("Authorization") for _, _, h in file_server.requests} == {"Bearer hf_operator"}
+
+
+def test_the_hf_token_goes_to_the_hf_endpoint_only(file_server, tmp_path):
+    (file_server.directory / "w.bin").write_bytes(b"weights")
+    remotes = Remotes(hf_endpoint="https://hf-mirror.example", hf_token="hf_operator")
+    download_file(file_server.url("w.bin"), tmp_path / "w.bin", sha256=sha(b"weights"), remotes=remotes)
+    assert [h.get("Authorization") for _, _, h in file_server.requests] == [None]
 
 
 def test_local_files(tmp_path):

@@ -51,14 +51,13 @@ def test_is_oci_reference(uri, expected):
     assert oci.is_oci_reference(uri) is expected
 
 
-def test_insecure_registry(monkeypatch):
-    monkeypatch.delenv("LOCALAI_INSECURE_REGISTRIES", raising=False)
+def test_insecure_registry():
     for host in ("127.0.0.1:5000", "127.8.9.10", "localhost", "localhost:5000", "[::1]:5000", "::1"):
         assert oci.insecure_registry(host), host
     for host in ("quay.io", "10.0.0.5:5000", "registry.lan:5000", "localhost.evil.com"):
         assert not oci.insecure_registry(host), host
-    monkeypatch.setenv("LOCALAI_INSECURE_REGISTRIES", " registry.lan:5000, 10.0.0.5 ")
-    assert oci.insecure_registry("registry.lan:5000")
-    assert not oci.insecure_registry("registry.lan:6000")
-    assert not oci.insecure_registry("registry.lan")
-    assert oci.insecure_registry("10.0.0.5:443") and oci.insecure_registry("10.0.0.5")
+    listed = ["registry.lan:5000", "10.0.0.5"]  # Settings.insecure_registries (LOCALAI_INSECURE_REGISTRIES)
+    assert oci.insecure_registry("registry.lan:5000", listed)
+    assert not oci.insecure_registry("registry.lan:6000", listed)
+    assert not oci.insecure_registry("registry.lan", listed)
+    assert oci.insecure_registry("10.0.0.5:443", listed) and oci.insecure_registry("10.0.0.5", listed)

@@ -24,6 +24,7 @@ import yaml
 
 from localai.proto import backend_pb2 as pb
 from localai.proto import backend_pb2_grpc
+from localai.testing.backend_process import BackendProcess
 from tests.test_backend_template import CORPUS, RUN_SH as TEMPLATE_RUN_SH
 
 KEY = "sk-operator"
@@ -205,3 +206,23 @@ def test_the_backend_template_refuses_calls_without_the_token(localai_server, tm
     assert refused(address, "Health", pb.HealthMessage()) == grpc.StatusCode.UNAUTHENTICATED
     assert chat(server, "markov", "the dog").status_code == 200
     assert os.environ.get("LOCALAI_GRPC_AUTH_TOKEN") is None  # the test itself holds no token
+
+
+def test_a_backend_the_operator_runs_gets_the_operators_token(localai_server, echo_backend, models):
+    """A backend already running at an address is sent the server's ``LOCALAI_GRPC_AUTH_TOKEN``
+    (read by Settings, handed to the model manager); a server without it is refused too."""
+    token = "grpc-operator-secret"
+    backend = BackendProcess([str(echo_backend)], env={**os.environ, "LOCALAI_GRPC_AUTH_TOKEN": token},
+                             metadata=[("authorization", f"Bearer {token}")])
+    backend.start(timeout=30)
+    try:
+        assert refused(backend.address, "Health", pb.HealthMessage()) == grpc.StatusCode.UNAUTHENTICATED
+        remote = {"LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{backend.address}", "LOCALAI_API_KEY": KEY,
+                  "LOCALAI_BACKEND_HEALTH_TIMEOUT": "3s"}
+        server = localai_server(models, env={**remote, "LOCALAI_GRPC_AUTH_TOKEN": token})
+        reply = chat(server, content="hello remote")
+        assert reply.status_code == 200 and "hello remote" in reply.json()["choices"][0]["message"]["content"]
+        without = localai_server(models, env=remote)
+        assert chat(without).status_code >= 500
+    finally:
+        backend.stop()

@@ -300,7 +300,7 @@ def backends_package(directory: Path, tag: str | None, push: bool, output: Path 
             digest = oci.write_ocifile(directory, output, (oci.Reference.parse(tag).tag if tag else None) or "latest")
             click.echo(f"wrote {output} ({digest})")
         if push:
-            digest = oci.push_image(directory, tag)
+            digest = oci.push_image(directory, tag, Settings.from_env().insecure_registries)
             click.echo(f"pushed {tag}@{digest}")
     except oci.OCIError as exc:
         raise click.ClickException(str(exc)) from None

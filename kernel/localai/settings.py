@@ -1,10 +1,16 @@
-"""Settings: the server's configuration, from CLI flags and LocalAI's environment names."""
+"""Settings: the server's configuration, from CLI flags and LocalAI's environment names.
+
+This is the one place the kernel reads its environment: the code that uses a setting is handed
+the value (backend processes, which read their own environment, excepted)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+HF_DEFAULT = "https://huggingface.co"
+CAPABILITY_RUN_FILE = "/run/localai/capability"
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -90,6 +96,13 @@ class Settings:
     backends_path: Path = Path("backends")
     backends_system_path: Path | None = Path("/var/lib/local-ai/backends")
     backend_galleries: str | None = None  # LocalAI's JSON list; None = the default gallery
+    galleries: str | None = None  # model galleries, LocalAI's JSON list; None = the default gallery
+    insecure_registries: list[str] = field(default_factory=list)  # plain-http OCI registries besides loopback
+    hf_endpoint: str = HF_DEFAULT  # where hf:// and huggingface.co URLs go (a mirror)
+    hf_token: str = field(default="", repr=False)  # sent to hf_endpoint only
+    force_meta_backend_capability: str = ""  # meta backends install this build (else detected)
+    force_meta_backend_capability_run_file: str = CAPABILITY_RUN_FILE  # a file naming the capability
+    grpc_auth_token: str = field(default="", repr=False)  # sent to remote backends (not ones the kernel starts)
     external_backends: list[str] = field(default_factory=list)  # installed at start-up
     max_backend_bytes: int = 0  # refuse backend images larger than this (0 = no limit)
     generated_content_path: Path | None = None  # generated images/audio (default: a temp dir)
@@ -146,6 +159,15 @@ class Settings:
                 or "/var/lib/local-ai/backends"
             ),
             backend_galleries=os.environ.get("LOCALAI_BACKEND_GALLERIES") or os.environ.get("BACKEND_GALLERIES"),
+            galleries=os.environ.get("LOCALAI_GALLERIES") or os.environ.get("GALLERIES"),
+            insecure_registries=split_keys(os.environ.get("LOCALAI_INSECURE_REGISTRIES")),
+            hf_endpoint=os.environ.get("HF_ENDPOINT") or os.environ.get("HF_MIRROR") or HF_DEFAULT,
+            hf_token=os.environ.get("HF_TOKEN") or "",
+            force_meta_backend_capability=(os.environ.get("LOCALAI_FORCE_META_BACKEND_CAPABILITY") or "").strip(),
+            force_meta_backend_capability_run_file=(
+                os.environ.get("LOCALAI_FORCE_META_BACKEND_CAPABILITY_RUN_FILE", CAPABILITY_RUN_FILE)
+            ),
+            grpc_auth_token=os.environ.get("LOCALAI_GRPC_AUTH_TOKEN") or "",
             external_backends=env_list("LOCALAI_EXTERNAL_BACKENDS"),
             max_backend_bytes=int(os.environ.get("LOCALAI_MAX_BACKEND_BYTES") or 0),
             generated_content_path=optional_path("LOCALAI_GENERATED_CONTENT_PATH"),

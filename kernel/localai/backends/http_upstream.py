@@ -80,6 +80,8 @@ class HttpUpstream:
         """Auth headers, read per request so a rotated key is picked up."""
         key = ""
         if self.options.api_key_env:
+            # Not configuration read outside Settings: the operator's model config names the variable
+            # holding this upstream's key (one per model), read per request so a rotated key is seen.
             key = os.environ.get(self.options.api_key_env, "")
         elif self.options.api_key_file:
             try:

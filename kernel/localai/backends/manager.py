@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import os
 import secrets
 import time
 from pathlib import Path
@@ -222,7 +221,7 @@ class ModelManager:
         A backend the kernel starts gets a fresh secret; one already running elsewhere
         (``spec.address``) gets the operator's ``LOCALAI_GRPC_AUTH_TOKEN``, as LocalAI does.
         """
-        token = secrets.token_urlsafe(32) if spec.managed else os.environ.get(AUTH_TOKEN_ENV, "")
+        token = secrets.token_urlsafe(32) if spec.managed else self.settings.grpc_auth_token
         env = {**self.settings.backend_env(), AUTH_TOKEN_ENV: token}
         if self.output_dir is not None:
             env[OUTPUT_DIR_ENV] = str(self.output_dir)

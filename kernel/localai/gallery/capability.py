@@ -8,8 +8,7 @@ import platform
 import shutil
 
 from ..errors import NotFound
-
-RUN_FILE = "/run/localai/capability"
+from ..settings import CAPABILITY_RUN_FILE
 
 
 def _has_nvidia() -> bool:
@@ -33,12 +32,11 @@ def _has_intel_gpu() -> bool:
     return False
 
 
-def detect_capability() -> str:
-    """LocalAI's capability string for this host: forced, from the run file, or detected."""
-    forced = os.environ.get("LOCALAI_FORCE_META_BACKEND_CAPABILITY", "").strip()
-    if forced:
-        return forced
-    run_file = os.environ.get("LOCALAI_FORCE_META_BACKEND_CAPABILITY_RUN_FILE", RUN_FILE)
+def detect_capability(forced: str = "", run_file: str = CAPABILITY_RUN_FILE) -> str:
+    """LocalAI's capability string for this host: ``forced``, from ``run_file``, or detected (the
+    operator's ``LOCALAI_FORCE_META_BACKEND_CAPABILITY[_RUN_FILE]``, from Settings)."""
+    if forced.strip():
+        return forced.strip()
     try:
         value = open(run_file).read().strip()
         if value:

@@ -48,9 +48,10 @@ from ..net_policy import Guard, URLNotAllowed
 from . import oci, wheels
 from .oci import artifact as oci_artifact
 from .oci import registry as oci_registry
-from .uris import HF_DEFAULT, DownloadError, hf_endpoint, resolve_uri, safe_target
+from .uris import HF_DEFAULT, DownloadError, Remotes, hf_endpoint, resolve_uri, safe_target
 
-__all__ = ["DownloadError", "HF_DEFAULT", "download_file", "file_sha256", "hf_endpoint", "resolve_uri", "safe_target"]
+__all__ = ["DownloadError", "HF_DEFAULT", "Remotes", "download_file", "file_sha256", "hf_endpoint", "resolve_uri",
+           "safe_target"]
 
 Progress = Callable[[int, int], None]
 log = logging.getLogger("localai.gallery.download")
@@ -108,7 +109,7 @@ def _norm_sha256(uri: str, sha256: str | None) -> str | None:
 
 def download_file(uri: str, dest: Path, *, sha256: str | None = None, progress: Progress | None = None,
                   cancel: threading.Event | None = None, attempts: int = 5, timeout: float = 30.0,
-                  guard: Guard | None = None) -> Path:
+                  guard: Guard | None = None, remotes: Remotes = Remotes()) -> Path:
     """Download ``uri`` to ``dest`` (verified, resumable, atomic) and return ``dest``.
 
     An existing ``dest`` is kept when it matches ``sha256`` or when no ``sha256`` is given.
@@ -116,12 +117,13 @@ def download_file(uri: str, dest: Path, *, sha256: str | None = None, progress: 
     exponential backoff, each retry resuming the partial; the count restarts whenever the partial
     grew. ``progress(done, total)`` is called at most every 0.1 s and at the end (``total`` is 0
     while unknown). ``timeout`` is per network operation (connect, each read).
-    ``guard`` refuses network URLs (see :mod:`localai.net_policy`). Raises :class:`DownloadError`.
+    ``guard`` refuses network URLs (see :mod:`localai.net_policy`); ``remotes`` holds the operator's
+    Hugging Face endpoint and token and plain-http registries. Raises :class:`DownloadError`.
     """
     dest = Path(dest)
     want = _norm_sha256(uri, sha256)
     with _lock_for(dest):
-        job = _Job(uri, dest, want, progress, cancel, max(1, attempts), timeout, guard)
+        job = _Job(uri, dest, want, progress, cancel, max(1, attempts), timeout, guard, remotes)
         if dest.is_file() and (want is None or job.file_sha256(dest) == want):
             size = dest.stat().st_size
             job.report(size, size, force=True)
@@ -139,8 +141,9 @@ def download_file(uri: str, dest: Path, *, sha256: str | None = None, progress: 
 class _Job:
     """One :func:`download_file` call."""
 
-    def __init__(self, uri, dest: Path, sha256, progress, cancel, attempts: int, timeout: float, guard=None):
-        self.uri, self.dest, self.url, self.guard = uri, dest, uri, guard
+    def __init__(self, uri, dest: Path, sha256, progress, cancel, attempts: int, timeout: float, guard=None,
+                 remotes: Remotes = Remotes()):
+        self.uri, self.dest, self.url, self.guard, self.remotes = uri, dest, uri, guard, remotes
         self.partial = dest.with_name(dest.name + ".partial")
         self.expect: dict[str, str] = {"sha256": sha256} if sha256 else {}
         self.progress, self.cancel = progress, cancel
@@ -156,7 +159,7 @@ class _Job:
             return wheels.fetch_member(self)
         if uri.startswith("oci://") or trust.is_bare_oci_reference(uri):
             return self.oci(uri.removeprefix("oci://"))
-        url = resolve_uri(uri)
+        url = resolve_uri(uri, self.remotes.hf_endpoint)
         scheme = urlsplit(url).scheme.lower()
         if scheme in ("http", "https"):
             return self.http(url)
@@ -331,8 +334,8 @@ class _Job:
     def http(self, url: str) -> Path:
         self.url = url
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-        token = os.environ.get("HF_TOKEN")
-        if token and urlsplit(url).netloc == urlsplit(hf_endpoint()).netloc:
+        token = self.remotes.hf_token
+        if token and urlsplit(url).netloc == urlsplit(hf_endpoint(self.remotes.hf_endpoint)).netloc:
             headers["Authorization"] = f"Bearer {token}"
         hooks = {"request": [lambda request: self.guard(str(request.url))]} if self.guard else {}
         with httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout), follow_redirects=True,
@@ -349,7 +352,8 @@ class _Job:
 
     def oci(self, ref: str) -> Path:
         try:
-            client = oci_registry.Client(oci.Reference.parse(ref), guard=self.guard)
+            client = oci_registry.Client(oci.Reference.parse(ref), guard=self.guard,
+                                         insecure_registries=self.remotes.insecure_registries)
             layer = oci_artifact.model_layer(client, self.dest.name)
         except oci.OCIError as exc:
             raise self.fail(str(exc).removeprefix(f"{ref}: ")) from exc

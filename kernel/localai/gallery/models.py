@@ -57,8 +57,7 @@ Progress = Callable[[int, int], None]
 
 def model_sources(settings: Settings, host) -> list[GallerySource]:
     """``LOCALAI_GALLERIES`` (else the default gallery), then plugin sources of type "models"."""
-    configured = parse_gallery_list(os.environ.get("LOCALAI_GALLERIES") or os.environ.get("GALLERIES"),
-                                    "LOCALAI_GALLERIES")
+    configured = parse_gallery_list(settings.galleries, "LOCALAI_GALLERIES")
     sources = configured if configured is not None else (
         [GallerySource("localai-python", str(DEFAULT_MODEL_GALLERY))] if DEFAULT_MODEL_GALLERY.is_file() else [])
     if host is not None:
@@ -80,6 +79,7 @@ class ModelGallery:
         self.ledger = registry.ledger if registry is not None else Ledger(
             settings.state_path, settings.models_path)
         self.galleries = Galleries(model_sources(settings, host), ModelEntry, kind="model")
+        self.remotes = download.Remotes.of(settings)
         self._lock = threading.Lock()  # ledger decisions (plan, record, delete) one at a time
 
     @property
@@ -135,7 +135,7 @@ class ModelGallery:
         """A YAML URL: a gallery-style entry (with files/config_file) or a plain model config.
         Errors name the URL and a failure class, never what was fetched."""
         try:
-            data = yaml.safe_load(fetch_text(url, guard))
+            data = yaml.safe_load(fetch_text(url, guard, self.remotes.hf_endpoint))
         except download.DownloadError as exc:
             raise BadRequest(f"cannot fetch model config: {exc}", code="fetch_failed") from None
         except yaml.YAMLError:
@@ -172,7 +172,7 @@ class ModelGallery:
         for param, uri in (("url", url), ("id", id_or_uri if id_or_uri and looks_like_model_uri(id_or_uri) else None)):
             if uri:
                 trust.check_local_uri(uri, local_roots, param)
-                check_network_uri(uri, guard, param)
+                check_network_uri(uri, guard, param, self.remotes.hf_endpoint)
         trust.check_config(overrides or {}, "overrides")
 
     def url_guard(self, local_roots: Sequence[Path] | None) -> Guard | None:
@@ -181,7 +181,7 @@ class ModelGallery:
         ``HF_ENDPOINT``'s host is the operator's choice and is not checked."""
         if local_roots is None or self.settings.allow_private_urls:
             return None
-        return net_policy.url_guard([urlparse(download.hf_endpoint()).hostname or ""])
+        return net_policy.url_guard([urlparse(self.remotes.hf_endpoint).hostname or ""])
 
     def check_entry(self, entry: ModelEntry, overrides: dict | None, local_roots: Sequence[Path] | None) -> None:
         """A resolved entry's own config and files; local files are checked for entries that came
@@ -214,7 +214,7 @@ class ModelGallery:
         templates = list(entry.prompt_templates)
         if entry.url:
             try:
-                base = yaml.safe_load(fetch_text(entry.url, guard)) or {}
+                base = yaml.safe_load(fetch_text(entry.url, guard, self.remotes.hf_endpoint)) or {}
             except download.DownloadError as exc:
                 raise APIError(f"cannot fetch the base config of {entry.name}: {exc}",
                                status=502, code="gallery_unreachable") from None
@@ -306,7 +306,7 @@ class ModelGallery:
             log.info("downloading %s for %s", spec.filename, model_name)
             try:
                 download.download_file(spec.uri, target, sha256=spec.sha256 or None, progress=file_progress,
-                                       cancel=cancel, guard=guard)
+                                       cancel=cancel, guard=guard, remotes=self.remotes)
             except download.DownloadError as exc:
                 raise APIError(f"installing {model_name} failed: {exc}", status=502, code="download_failed") from None
 
@@ -370,11 +370,11 @@ def looks_like_model_uri(value: str) -> bool:
             or not trust.is_local_uri(value))
 
 
-def check_network_uri(uri: str, guard: Guard | None, param: str) -> None:
+def check_network_uri(uri: str, guard: Guard | None, param: str, hf_endpoint: str = download.HF_DEFAULT) -> None:
     """Refuse at once (400) a remote ``uri`` whose host the guard refuses; the fetch checks again."""
     if guard is None or trust.is_local_uri(uri) or uri.startswith("pypi://"):
         return
-    url = download.resolve_uri(uri) if "://" in uri else uri
+    url = download.resolve_uri(uri, hf_endpoint) if "://" in uri else uri
     if not url.startswith(("http://", "https://")):  # an OCI reference: its registry
         url = "https://" + url.removeprefix("oci://").split("/", 1)[0] + "/"
     try:
@@ -383,10 +383,11 @@ def check_network_uri(uri: str, guard: Guard | None, param: str) -> None:
         raise BadRequest(f"{param}: {exc}", code="url_not_allowed", param=param) from None
 
 
-def fetch_text(uri: str, guard: Guard | None = None) -> str:
-    """A small text file (a gallery or config YAML) from any URI the downloader resolves; errors
-    name the URI and a failure class (:func:`localai.gallery.index.read_url`)."""
-    data = read_url(download.resolve_uri(uri), guard)
+def fetch_text(uri: str, guard: Guard | None = None, hf_endpoint: str = download.HF_DEFAULT) -> str:
+    """A small text file (a gallery or config YAML) from any URI the downloader resolves (``hf://``
+    through ``hf_endpoint``); errors name the URI and a failure class
+    (:func:`localai.gallery.index.read_url`)."""
+    data = read_url(download.resolve_uri(uri, hf_endpoint), guard)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

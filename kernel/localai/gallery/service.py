@@ -13,6 +13,7 @@ from . import oci
 from .index import DEFAULT_BACKEND_GALLERIES, Galleries, GallerySource, parse_gallery_list
 from .jobs import Job, JobManager
 from .store import BackendStore, InstalledBackend
+from .uris import Remotes
 
 log = logging.getLogger("localai.gallery")
 
@@ -47,7 +48,10 @@ class BackendGallery:
         self.host = host
         self.galleries = Galleries(gallery_sources(settings, host))
         max_bytes = settings.max_backend_bytes or None
-        self.store = BackendStore(settings.backends_path, settings.backends_system_path, max_bytes=max_bytes)
+        self.store = BackendStore(settings.backends_path, settings.backends_system_path, max_bytes=max_bytes,
+                                  remotes=Remotes.of(settings),
+                                  force_capability=settings.force_meta_backend_capability,
+                                  capability_run_file=settings.force_meta_backend_capability_run_file)
         self.jobs = jobs or JobManager()
 
     # -- blocking operations (threads, CLI) ----------------------------------------------

@@ -23,8 +23,9 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from ..errors import APIError, BadRequest, NotFound
+from ..settings import CAPABILITY_RUN_FILE
 from . import download, oci
-from .download import file_sha256
+from .download import Remotes, file_sha256
 from .capability import detect_capability, resolve_meta
 from .index import GalleryEntry, Galleries
 
@@ -86,12 +87,18 @@ def valid_name(name: str) -> str:
 
 
 class BackendStore:
-    """Installed backends under ``path`` (plus a read-only system path)."""
+    """Installed backends under ``path`` (plus a read-only system path). ``remotes`` and the
+    capability a meta backend installs (forced, else read from ``capability_run_file``, else
+    detected) are the operator's settings."""
 
-    def __init__(self, path: Path, system_path: Path | None = None, max_bytes: int | None = None):
+    def __init__(self, path: Path, system_path: Path | None = None, max_bytes: int | None = None, *,
+                 remotes: Remotes = Remotes(), force_capability: str = "",
+                 capability_run_file: str = CAPABILITY_RUN_FILE):
         self.path = Path(path)
         self.system_path = Path(system_path) if system_path else None
         self.max_bytes = max_bytes
+        self.remotes = remotes
+        self.force_capability, self.capability_run_file = force_capability, capability_run_file
         self._lock = threading.RLock()
 
     # -- listing ------------------------------------------------------------------------
@@ -153,7 +160,7 @@ class BackendStore:
                       progress: Progress | None = None, cancel: threading.Event | None = None) -> InstalledBackend:
         """Install a gallery entry; a meta entry installs the build for this host's capability."""
         if entry.is_meta:
-            capability = detect_capability()
+            capability = detect_capability(self.force_capability, self.capability_run_file)
             concrete = galleries.sibling(entry, resolve_meta(entry.name, entry.capabilities, capability))
             self.install_entry(concrete, galleries, force=force, progress=progress, cancel=cancel)
             return self._write_meta(entry, concrete.name, capability)
@@ -222,12 +229,14 @@ class BackendStore:
             return oci.import_ocifile(Path(uri[len("ocifile://"):]), root, progress=progress)
         if oci.is_oci_reference(uri) and not os.path.exists(uri):
             return oci.pull_image(uri[len("oci://"):] if uri.startswith("oci://") else uri, root,
-                                  progress=progress, cancel=cancel, max_bytes=self.max_bytes)
+                                  progress=progress, cancel=cancel, max_bytes=self.max_bytes,
+                                  insecure_registries=self.remotes.insecure_registries)
         parsed = urlparse(uri)
         if parsed.scheme in ("http", "https"):
             archive = staging / "download"
             try:
-                download.download_file(uri, archive, sha256=sha256 or None, progress=progress, cancel=cancel)
+                download.download_file(uri, archive, sha256=sha256 or None, progress=progress, cancel=cancel,
+                                       remotes=self.remotes)
             except download.DownloadError as exc:
                 raise InstallError(str(exc), code="cancelled" if exc.cancelled else "download_failed") from None
             if self.max_bytes and archive.stat().st_size > self.max_bytes:
@@ -302,7 +311,8 @@ class BackendStore:
             if not oci.is_oci_reference(entry.uri):
                 continue
             try:
-                info["available_digest"] = oci.remote_digest(entry.uri.removeprefix("oci://"))
+                info["available_digest"] = oci.remote_digest(entry.uri.removeprefix("oci://"),
+                                                             self.remotes.insecure_registries)
             except oci.OCIError as exc:
                 log.warning("cannot check %s for upgrades: %s", backend.name, exc)
                 continue

@@ -1,12 +1,14 @@
 """Download URIs and targets: ``huggingface://``, ``hf://`` and ``github:`` URIs as https URLs
-(``HF_ENDPOINT`` honoured), and file names that must stay inside a directory."""
+(``HF_ENDPOINT`` honoured), file names that must stay inside a directory, and :class:`Remotes`,
+the operator's settings for reaching remote stores."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-HF_DEFAULT = "https://huggingface.co"
+from ..settings import HF_DEFAULT, Settings
 
 
 class DownloadError(Exception):
@@ -18,12 +20,26 @@ class DownloadError(Exception):
         self.cancelled = cancelled
 
 
-def hf_endpoint() -> str:
-    """``HF_ENDPOINT`` (or ``HF_MIRROR``) without a trailing slash; huggingface.co by default."""
-    endpoint = os.environ.get("HF_ENDPOINT") or os.environ.get("HF_MIRROR") or HF_DEFAULT
+def hf_endpoint(endpoint: str = HF_DEFAULT) -> str:
+    """``endpoint`` (``HF_ENDPOINT``) as a URL without a trailing slash; huggingface.co when empty."""
+    endpoint = endpoint or HF_DEFAULT
     if "://" not in endpoint:
         endpoint = f"https://{endpoint}"
     return endpoint.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Remotes:
+    """How downloads reach remote stores, from :class:`localai.settings.Settings`: the Hugging Face
+    endpoint and the token sent to it only, and the OCI registries spoken to over plain http."""
+
+    hf_endpoint: str = HF_DEFAULT
+    hf_token: str = field(default="", repr=False)
+    insecure_registries: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: Settings) -> Remotes:
+        return cls(hf_endpoint(settings.hf_endpoint), settings.hf_token, tuple(settings.insecure_registries))
 
 
 def _repo_path(uri: str, rest: str) -> tuple[str, str, str | None, str]:
@@ -42,23 +58,23 @@ def _repo_path(uri: str, rest: str) -> tuple[str, str, str | None, str]:
     return owner, repo, rev, path
 
 
-def resolve_uri(uri: str) -> str:
+def resolve_uri(uri: str, endpoint: str = HF_DEFAULT) -> str:
     """Turn ``huggingface://``, ``hf://`` and ``github:`` URIs into https URLs; others unchanged.
 
-    ``hf://owner/repo/path`` → ``{HF_ENDPOINT}/owner/repo/resolve/main/path``; a revision goes
+    ``hf://owner/repo/path`` → ``{endpoint}/owner/repo/resolve/main/path``; a revision goes
     after the repo (``owner/repo@rev/path``) or after the file (``…/path@rev``).
     ``github:owner/repo/path[@branch]`` → ``https://raw.githubusercontent.com/owner/repo/branch/path``.
-    ``https://huggingface.co/…`` goes to ``HF_ENDPOINT`` when one is set.
+    ``https://huggingface.co/…`` goes to ``endpoint`` (``HF_ENDPOINT``) when it is another.
     """
+    endpoint = hf_endpoint(endpoint)
     for prefix in ("huggingface://", "hf://"):
         if uri.startswith(prefix):
             owner, repo, rev, path = _repo_path(uri, uri[len(prefix):])
-            return f"{hf_endpoint()}/{owner}/{repo}/resolve/{rev or 'main'}/{path}"
+            return f"{endpoint}/{owner}/{repo}/resolve/{rev or 'main'}/{path}"
     for prefix in ("github://", "github:"):
         if uri.startswith(prefix):
             owner, repo, rev, path = _repo_path(uri, uri[len(prefix):])
             return f"https://raw.githubusercontent.com/{owner}/{repo}/{rev or 'main'}/{path}"
-    endpoint = hf_endpoint()
     if endpoint != HF_DEFAULT and uri.startswith(HF_DEFAULT + "/"):
         return endpoint + uri[len(HF_DEFAULT):]
     return uri

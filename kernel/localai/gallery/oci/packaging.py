@@ -9,7 +9,7 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .layers import escaping_symlinks
@@ -77,10 +77,10 @@ def build_image(src_dir: Path) -> tuple[dict, dict[str, bytes]]:
     return manifest, {_sha(config): config, _sha(layer): layer}
 
 
-def push_image(src_dir: Path, ref: str) -> str:
+def push_image(src_dir: Path, ref: str, insecure_registries: Iterable[str] = ()) -> str:
     """Build ``src_dir`` and push it to ``ref``; returns the manifest digest."""
     manifest, blobs = build_image(src_dir)
-    client = Client(Reference.parse(ref))
+    client = Client(Reference.parse(ref), insecure_registries=insecure_registries)
     with tempfile.TemporaryDirectory(prefix="localai-push-") as tmp:
         for desc in [manifest["config"], *manifest["layers"]]:
             path = os.path.join(tmp, desc["digest"].split(":")[1])

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import requests
@@ -68,7 +68,8 @@ def check_dest(dest: Path) -> None:
 
 
 def pull_image(ref: str, dest: Path, *, progress: ProgressFn | None = None,
-               cancel: threading.Event | None = None, max_bytes: int | None = None) -> str:
+               cancel: threading.Event | None = None, max_bytes: int | None = None,
+               insecure_registries: Iterable[str] = ()) -> str:
     """Pull the host-platform image ``ref`` and apply its layers into the empty dir ``dest``.
 
     Layers are downloaded and verified (into a temp dir beside ``dest``) before any is applied.
@@ -78,7 +79,7 @@ def pull_image(ref: str, dest: Path, *, progress: ProgressFn | None = None,
     check_dest(dest)
     if cancel is not None and cancel.is_set():
         raise OCIError("cancelled")
-    client = Client(Reference.parse(ref))
+    client = Client(Reference.parse(ref), insecure_registries=insecure_registries)
     top, layers = resolve(client)
     total = sum(layer["size"] for layer in layers)
     if max_bytes is not None and total > max_bytes:

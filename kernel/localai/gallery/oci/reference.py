@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 DIGEST_RE = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
@@ -100,8 +100,9 @@ def _split_host(registry: str) -> tuple[str, str | None]:
     return registry, None
 
 
-def insecure_registry(registry: str) -> bool:
-    """Plain http only for loopback hosts or those in ``LOCALAI_INSECURE_REGISTRIES``."""
+def insecure_registry(registry: str, listed: Iterable[str] = ()) -> bool:
+    """Plain http only for loopback hosts or those ``listed`` (``HOST`` or ``HOST:PORT``: the
+    operator's ``LOCALAI_INSECURE_REGISTRIES``, from :class:`localai.settings.Settings`)."""
     host, port = _split_host(registry.strip().lower())
     if host == "localhost":
         return True
@@ -110,7 +111,7 @@ def insecure_registry(registry: str) -> bool:
             return True
     except ValueError:
         pass
-    for entry in os.environ.get("LOCALAI_INSECURE_REGISTRIES", "").split(","):
+    for entry in listed:
         entry = entry.strip().lower()
         if not entry:
             continue

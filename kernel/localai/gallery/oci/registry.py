@@ -11,6 +11,7 @@ import hashlib
 import json
 import platform
 import time
+from collections.abc import Iterable
 
 import oras.container
 import oras.provider
@@ -60,10 +61,11 @@ class _TimeoutAdapter(requests.adapters.HTTPAdapter):
 
 
 class Client(oras.provider.Registry):
-    """oras Registry with request timeouts and short retries on transient errors."""
+    """oras Registry with request timeouts and short retries on transient errors; plain http
+    for loopback registries and those in ``insecure_registries``."""
 
-    def __init__(self, ref: Reference, guard=None):
-        super().__init__(hostname=ref.api_host, insecure=insecure_registry(ref.registry))
+    def __init__(self, ref: Reference, guard=None, insecure_registries: Iterable[str] = ()):
+        super().__init__(hostname=ref.api_host, insecure=insecure_registry(ref.registry, insecure_registries))
         for prefix in ("http://", "https://"):
             self.session.mount(prefix, _TimeoutAdapter(guard))
         self.ref = ref
@@ -223,10 +225,10 @@ def resolve(client: Client) -> tuple[str, list[dict]]:
     raise OCIError(f"{ref}: image indexes nested too deeply")
 
 
-def remote_digest(ref: str) -> str:
+def remote_digest(ref: str, insecure_registries: Iterable[str] = ()) -> str:
     """Digest of the manifest or index ``ref`` points at (what :func:`pull_image` returns)."""
     r = Reference.parse(ref)
-    client = Client(r)
+    client = Client(r, insecure_registries=insecure_registries)
     target = r.digest or r.tag or "latest"
     resp = client.do_request(client.url("manifests", target), "HEAD", headers={"Accept": ACCEPT})
     with resp:
