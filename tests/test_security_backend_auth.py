@@ -149,7 +149,7 @@ def test_output_paths_outside_the_kernels_directory_are_refused(server, tmp_path
 
 def test_tts_output_outside_the_kernels_directory_is_refused(server, tmp_path):
     speech = httpx.post(server.url("/v1/audio/speech"), headers=AUTH, timeout=30,
-                        json={"model": "echo-tts", "input": "hello there"})
+                        json={"model": "echo-tts", "input": "hello there", "response_format": "wav"})
     assert speech.status_code == 200 and speech.content[:4] == b"RIFF"
     proc, address = backend_from_ps(server)
     token, root = proc.environ()["LOCALAI_GRPC_AUTH_TOKEN"], Path(proc.environ()["LOCALAI_BACKEND_OUTPUT_DIR"])
@@ -182,7 +182,8 @@ def test_a_backend_that_does_not_check_still_works(localai_server, echo_backend,
     reply = httpx.post(server.url("/v1/chat/completions"), timeout=30,
                        json={"model": "echo", "messages": [{"role": "user", "content": "old"}]})
     assert reply.status_code == 200 and "old" in reply.json()["choices"][0]["message"]["content"]
-    speech = httpx.post(server.url("/v1/audio/speech"), json={"model": "echo-tts", "input": "hi"}, timeout=30)
+    speech = httpx.post(server.url("/v1/audio/speech"), json={"model": "echo-tts", "input": "hi", "response_format": "wav"},
+                        timeout=30)
     assert speech.status_code == 200 and speech.content[:4] == b"RIFF"
     # and it is as open as it always was: the documented gap for such backends, which the log names
     _, address = backend_from_ps(server)
