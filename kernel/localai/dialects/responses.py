@@ -4,9 +4,12 @@
 
 In: ``input`` (a string, or items: messages with ``input_text`` / ``output_text`` /
 ``input_image`` parts, ``function_call``, ``function_call_output``), ``instructions``,
-``max_output_tokens``, ``temperature``, ``top_p``, ``tools`` (function), ``tool_choice``,
-``parallel_tool_calls``, ``text.format`` (``json_schema``, ``json_object``), ``stream``,
-``store``, ``previous_response_id``, ``metadata``. Streaming sends the typed events in order, each
+``max_output_tokens``, ``temperature``, ``top_p``, ``tools`` (function and namespace; the others
+are not offered, see :mod:`.responses_tools`), ``tool_choice``, ``parallel_tool_calls``,
+``text.format`` (``json_schema``, ``json_object``), ``stream``, ``store``,
+``previous_response_id``, ``metadata``. ``developer`` messages are system messages (leading ones
+join ``instructions``); ``reasoning``, ``include``, ``prompt_cache_key`` and ``client_metadata``
+are accepted and ignored. Streaming sends the typed events in order, each
 with a ``sequence_number``. The request is parsed with :mod:`.responses_wire`. Stored responses
 live in :mod:`.response_store` (SQLite, bounded); with API keys, each is visible to, continuable
 and deletable by the key that created it only (others get the same 404 as for a missing id).
@@ -28,6 +31,7 @@ from ..chat.start import start_chat
 from ..chat.turn import ERROR, TEXT, TOOL
 from ..errors import BadRequest, NotFound
 from . import responses_wire as wire
+from .responses_tools import ToolPlan, chat_tool_choice, joined, plan_tools
 from .core import new_id
 from .response_store import ResponseStore
 from .wire import parse_wire
@@ -74,10 +78,12 @@ def input_messages(value: str | list[Any] | None) -> list[dict[str, Any]]:
     for i, item in enumerate(value or ()):
         where = f"input.{i}"
         if isinstance(item, wire.MessageItem):
-            out.append({"role": item.role, "content": content_of(item.content, f"{where}.content")})
+            role = "system" if item.role == "developer" else item.role
+            out.append({"role": role, "content": content_of(item.content, f"{where}.content")})
         elif isinstance(item, wire.FunctionCallItem):
+            name = joined(item.namespace, item.name) if item.namespace else item.name
             call = {"id": item.call_id or item.id or new_id("call_"), "type": "function",
-                    "function": {"name": item.name, "arguments": item.arguments or "{}"}}
+                    "function": {"name": name, "arguments": item.arguments or "{}"}}
             last = out[-1] if out else None
             if last is not None and last["role"] == "assistant" and (last.get("tool_calls") or not last["content"]):
                 last.setdefault("tool_calls", []).append(call)
@@ -94,11 +100,20 @@ def input_messages(value: str | list[Any] | None) -> list[dict[str, Any]]:
     return out
 
 
-def chat_body(req: wire.CreateRequest, history: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
+def leading_system(instructions: str | None, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with ``instructions`` and the leading text system messages as one system message
+    (chat templates want at most one, first)."""
+    lead = [instructions] if instructions else []
+    rest = list(messages)
+    while rest and rest[0]["role"] == "system" and isinstance(rest[0]["content"], str):
+        lead.append(rest.pop(0)["content"])
+    return ([{"role": "system", "content": "\n\n".join(lead)}] if lead else []) + rest
+
+
+def chat_body(req: wire.CreateRequest, history: list[dict[str, Any]], new: list[dict[str, Any]],
+              plan: ToolPlan) -> dict[str, Any]:
     """The OpenAI chat body for a parsed Responses request, its history and new messages."""
-    messages = list(history) + new
-    if req.instructions:
-        messages.insert(0, {"role": "system", "content": req.instructions})
+    messages = leading_system(req.instructions, list(history) + new)
     if not messages:
         raise BadRequest("input: at least one input item is required", param="input")
     out: dict[str, Any] = {"model": req.model, "messages": messages}
@@ -106,21 +121,11 @@ def chat_body(req: wire.CreateRequest, history: list[dict[str, Any]], new: list[
                         ("parallel_tool_calls", "parallel_tool_calls"), ("top_k", "top_k"), ("seed", "seed")):
         if getattr(req, key) is not None:
             out[target] = getattr(req, key)
-    if req.tools:
-        out["tools"] = []
-        for i, tool in enumerate(req.tools):
-            if tool.type != "function":
-                raise BadRequest(f"tools: only function tools are supported, not {tool.type!r}", param=f"tools.{i}")
-            function = {k: getattr(tool, k) for k in ("name", "description", "parameters", "strict")
-                        if getattr(tool, k) is not None}
-            out["tools"].append({"type": "function", "function": function})
-    choice = req.tool_choice
-    if isinstance(choice, str):
+    if plan.tools:
+        out["tools"] = plan.tools
+    choice = chat_tool_choice(req, plan)
+    if choice is not None and (plan.tools or choice == "none"):
         out["tool_choice"] = choice
-    elif choice is not None:
-        if choice.type != "function":
-            raise BadRequest(f"tool_choice: type {choice.type!r} is not supported", param="tool_choice")
-        out["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
     fmt = req.format
     if fmt is not None and fmt.type == "json_schema":
         out["response_format"] = {"type": "json_schema", "json_schema": {
@@ -138,6 +143,20 @@ def echoed(value: Any) -> Any:
     return value.model_dump(by_alias=True, exclude_unset=True) if value is not None else None
 
 
+def echoed_tool(tool: wire.Tool) -> dict[str, Any]:
+    """A tool as sent, in OpenAI's shape: a function's parameters and strict always there (null when
+    not given), a namespace's functions under ``tools``."""
+    if tool.type == "function":
+        return {"parameters": None, "strict": None, **echoed(tool)}
+    out = echoed(tool)
+    if tool.type == "namespace":
+        out.pop("functions", None)
+        out["tools"] = [{"type": "function", "parameters": None, "strict": None, **echoed(inner)}
+                        for inner in tool.members]
+        out.setdefault("description", "")
+    return out
+
+
 def response_object(rid: str, req: wire.CreateRequest, model: str, created: int, status: str,
                     output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
     choice = req.tool_choice
@@ -152,7 +171,7 @@ def response_object(rid: str, req: wire.CreateRequest, model: str, created: int,
         "text": {"format": echoed(req.format) or {"type": "text"}},
         "tool_choice": "auto" if choice is None else choice if isinstance(choice, str) else echoed(choice),
         # a function tool's parameters and strict always there (null when not given)
-        "tools": [{"parameters": None, "strict": None, **echoed(tool)} for tool in req.tools or ()],
+        "tools": [echoed_tool(tool) for tool in req.tools or ()],
         "top_p": req.top_p if req.top_p is not None else 1.0, "truncation": "disabled",
         "metadata": req.metadata or {},
         # OpenAI's schema has no null for these: left out until known (usage) or unless given (user)
@@ -176,17 +195,18 @@ def message_item(item_id: str, text: str, status: str = "completed") -> dict[str
     return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
 
 
-def call_item(item_id: str, call: dict[str, str], status: str = "completed") -> dict[str, Any]:
-    return {"type": "function_call", "id": item_id, "call_id": call["id"] or new_id("call_"), "name": call["name"],
-            "arguments": call["arguments"], "status": status}
+def call_item(item_id: str, call: dict[str, str], plan: ToolPlan, status: str = "completed") -> dict[str, Any]:
+    """A ``function_call`` item for the model's call, under the client's name (and namespace)."""
+    return {"type": "function_call", "id": item_id, "call_id": call["id"] or new_id("call_"),
+            **plan.call(call["name"]), "arguments": call["arguments"], "status": status}
 
 
 def output_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The response's output as chat messages (what a continuation sees)."""
     text = "".join(part["text"] for item in output if item["type"] == "message" for part in item["content"])
-    calls = [{"id": item["call_id"], "type": "function", "function": {"name": item["name"],
-                                                                     "arguments": item["arguments"]}}
-             for item in output if item["type"] == "function_call"]
+    calls = [{"id": item["call_id"], "type": "function", "function": {
+        "name": joined(item["namespace"], item["name"]) if item.get("namespace") else item["name"],
+        "arguments": item["arguments"]}} for item in output if item["type"] == "function_call"]
     if calls:
         return [{"role": "assistant", "content": text or None, "tool_calls": calls}]
     return [{"role": "assistant", "content": text}]
@@ -213,22 +233,23 @@ async def create():
                            param="previous_response_id", code="previous_response_not_found")
         history = found["history"]
     new = input_messages(req.input)
-    turn = await start_chat(state(), chat_body(req, history, new))
+    plan = plan_tools(req)
+    turn = await start_chat(state(), chat_body(req, history, new, plan))
     rid, created, model = new_id("resp_"), int(time.time()), req.model or turn.name
     if req.stream:
-        return stream(turn, req, rid, created, model, history, new, store(), owner)
+        return stream(turn, req, plan, rid, created, model, history, new, store(), owner)
     result = await turn.collect()
     output = []
     if result.text or not result.tool_calls:
         output.append(message_item(new_id("msg_"), result.text))
-    output += [call_item(new_id("fc_"), call) for call in result.tool_calls]
+    output += [call_item(new_id("fc_"), call, plan) for call in result.tool_calls]
     status = "incomplete" if turn.finish_reason == "length" else "completed"
     response = response_object(rid, req, model, created, status, output, usage_of(turn))
     await keep(store(), owner, req, response, history, new)
-    return Response(orjson.dumps(response), content_type="application/json")
+    return Response(orjson.dumps(response), content_type="application/json", headers=plan.headers)
 
 
-def stream(turn, req: wire.CreateRequest, rid, created, model, history, new, saved: ResponseStore,
+def stream(turn, req: wire.CreateRequest, plan: ToolPlan, rid, created, model, history, new, saved: ResponseStore,
            owner: str | None) -> Response:
     async def events():
         seq = 0
@@ -293,8 +314,8 @@ def stream(turn, req: wire.CreateRequest, rid, created, model, history, new, sav
                     if current is not None:
                         for item in close():
                             yield item
-                    current = {**call_item(new_id("fc_"), {"id": call_id, "name": name, "arguments": ""},
-                                           "in_progress")}
+                    current = call_item(new_id("fc_"), {"id": call_id, "name": name, "arguments": ""}, plan,
+                                        "in_progress")
                     yield event("response.output_item.added", {"output_index": len(output), "item": current})
                     current["index"] = call_index
                 if args:
@@ -314,7 +335,7 @@ def stream(turn, req: wire.CreateRequest, rid, created, model, history, new, sav
         await keep(saved, owner, req, final, history, new)
         yield event(f"response.{status}", {"response": final})
 
-    response = Response(events(), content_type="text/event-stream", headers=SSE_HEADERS)
+    response = Response(events(), content_type="text/event-stream", headers={**SSE_HEADERS, **plan.headers})
     response.timeout = None
     return response
 

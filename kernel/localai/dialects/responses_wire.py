@@ -1,8 +1,9 @@
 """OpenAI's Responses create request (``POST /v1/responses``) as pydantic models: ``input`` (a
 string or items: messages, ``function_call``, ``function_call_output``, ``reasoning``),
 ``instructions``, ``tools``, ``tool_choice``, ``text.format``, ``previous_response_id``,
-``store``, ``reasoning``, ``include``, ``metadata``, ... Items and content parts of types the
-kernel does not map parse as ``Other*`` so that the adapter can name the type it refuses."""
+``store``, ``reasoning``, ``include``, ``metadata``, ``prompt_cache_key``, ``client_metadata``,
+... Items and content parts of types the kernel does not map parse as ``Other*`` so that the
+adapter can name the type it refuses."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from ..request_limits import check_count
 from .wire import EchoedModel, WireModel, check_raw, string_or_list
 
 
@@ -69,6 +71,7 @@ class FunctionCallItem(WireModel):
     id: str | None = None
     name: str = ""
     arguments: str = ""
+    namespace: str | None = None
 
 
 class FunctionCallOutputItem(WireModel):
@@ -108,19 +111,37 @@ Item = Annotated[Union[Annotated[MessageItem, Tag("message")], Annotated[Functio
                  Discriminator(item_tag)]
 
 
+class NamespaceFunction(EchoedModel):
+    """A tool inside a ``namespace`` tool (a ``function``; other types are not offered)."""
+
+    type: str = "function"
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
 class Tool(EchoedModel):
-    """A tool; only ``function`` tools are served, the adapter refuses the others by type."""
+    """A tool: ``function`` and ``namespace`` tools are offered to the model, the others are not
+    (:mod:`.responses_tools`)."""
 
     type: str
     name: str | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    tools: list[NamespaceFunction] | None = None  # a namespace's functions (OpenAI's shape)
+    functions: list[NamespaceFunction] | None = None  # ... or under this name
+
+    @property
+    def members(self) -> list[NamespaceFunction]:
+        return (self.tools or []) + (self.functions or [])
 
 
 class ToolChoice(EchoedModel):
     type: str
     name: str = ""
+    namespace: str | None = None
 
 
 class TextFormat(EchoedModel):
@@ -161,11 +182,17 @@ class CreateRequest(WireModel):
     background: bool | None = None
     service_tier: str | None = None
     prompt_cache_key: str | None = None
+    client_metadata: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _limits(cls, data: Any) -> Any:
         check_raw(data, messages="input")  # before pydantic copies it
+        tools = data.get("tools") if isinstance(data, dict) else None
+        for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+            for key in ("tools", "functions"):
+                if isinstance(tool, dict):
+                    check_count(tool.get(key), "max_tools", f"tools.{i}.{key}", "tools")
         return data
 
     @field_validator("input", mode="before")
