@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -62,6 +63,40 @@ class ModelNotFound(NotFound):
             code="model_not_found",
             param="model",
         )
+
+
+class ContextLengthExceeded(BadRequest):
+    """The prompt does not fit the model's context: OpenAI's ``context_length_exceeded``; the
+    Anthropic and Ollama dialects word it their way from ``prompt_tokens`` and ``limit``."""
+
+    def __init__(self, model: str, prompt_tokens: int, limit: int):
+        super().__init__(
+            f"This model's maximum context length is {limit} tokens. However, your messages resulted in "
+            f"{prompt_tokens} tokens. Shorten the messages, or raise `context_size` in the configuration "
+            f"(YAML) of model {model!r}.",
+            code="context_length_exceeded",
+            param="messages",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+
+
+# how backends say a prompt does not fit: llama.cpp's server (xllamacpp), the llama-cpp-python
+# plugin, and a neutral form any backend may use ("context_length_exceeded: prompt N tokens > M maximum")
+CONTEXT_ERRORS = (
+    re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"),
+    re.compile(r"the prompt has (\d+) tokens, the context size is (\d+)"),
+    re.compile(r"context_length_exceeded: prompt (\d+) tokens > (\d+) maximum"),
+)
+
+
+def context_error(model: str, detail: str) -> ContextLengthExceeded | None:
+    """The backend's INVALID_ARGUMENT ``detail`` as :class:`ContextLengthExceeded`, if it is one."""
+    for pattern in CONTEXT_ERRORS:
+        match = pattern.search(detail)
+        if match:
+            return ContextLengthExceeded(model, int(match[1]), int(match[2]))
+    return None
 
 
 class BackendError(APIError):

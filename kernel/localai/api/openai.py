@@ -12,6 +12,7 @@ import base64
 from quart import Blueprint
 
 from ..backends.http_upstream import is_http_model
+from ..backends.options import context_size
 from ..chat.calls import embed, vector_of
 from ..chat.capabilities import model_capabilities
 from ..chat.models import model_usecases
@@ -33,7 +34,14 @@ def model_info(config: ModelConfig) -> dict:
     """A model as OpenAI lists it, with LocalAI's backend and usecases and its capabilities."""
     return {"id": config.name, "object": "model", "created": int(state().started_at), "owned_by": "localai",
             "backend": config.backend_name, "usecases": sorted(model_usecases(state(), config)),
-            "capabilities": model_capabilities(state().host, config)}
+            "capabilities": model_capabilities(state().host, config), **context_fields(config)}
+
+
+def context_fields(config: ModelConfig) -> dict:
+    """The model's context length under the names clients read (OpenAI-style servers, vLLM, LM
+    Studio); none when it is unknown here (the backend's default applies)."""
+    tokens = context_size(config, state().settings)
+    return {"context_length": tokens, "max_model_len": tokens, "max_context_length": tokens} if tokens else {}
 
 
 @route("/models", methods=["GET"])

@@ -9,7 +9,7 @@ import time
 
 import grpc
 
-from ..errors import APIError, BackendError, NotFound, Unavailable
+from ..errors import APIError, BackendError, NotFound, Unavailable, context_error
 from ..models.config import ModelConfig
 from ..backend_spec import BackendSpec
 from .client import BackendClient
@@ -98,7 +98,8 @@ class LoadedModel:
                 code="not_implemented",
             )
         if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return APIError(detail, status=400, type="invalid_request_error", code="invalid_argument")
+            return context_error(self.name, detail) or APIError(detail, status=400, type="invalid_request_error",
+                                                                code="invalid_argument")
         if code == grpc.StatusCode.NOT_FOUND:
             return NotFound(detail, code="not_found")
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -22,6 +22,12 @@ def backend_options(config: ModelConfig) -> list[str]:
     return options
 
 
+def context_size(config: ModelConfig, settings: Settings) -> int:
+    """The model's context (tokens per request): ``context_size`` from its YAML, else the server's
+    ``--context-size``; 0 when neither is set (the backend's own default applies)."""
+    return config.context_size or settings.context_size or 0
+
+
 def model_options(config: ModelConfig, settings: Settings, model_file: str) -> backend_pb2.ModelOptions:
     """The LoadModel request for ``config`` (Model, ModelFile, ModelPath and the runtime knobs)."""
     threads = config.threads or settings.threads or (os.cpu_count() or 1)
@@ -29,7 +35,7 @@ def model_options(config: ModelConfig, settings: Settings, model_file: str) -> b
         Model=config.parameters.model,
         ModelFile=model_file,
         ModelPath=str(Path(settings.models_path).resolve()),
-        ContextSize=config.context_size or settings.context_size or 0,
+        ContextSize=context_size(config, settings),
         Threads=threads,
         NGPULayers=ALL_GPU_LAYERS if config.gpu_layers is None or config.gpu_layers < 0 else config.gpu_layers,
         F16Memory=bool(config.f16),

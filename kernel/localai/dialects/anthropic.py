@@ -27,7 +27,7 @@ from ..chat.calls import tokenize
 from ..chat.models import model_for
 from ..chat.start import start_chat
 from ..chat.turn import ERROR, TEXT, TOOL
-from ..errors import APIError, BadRequest
+from ..errors import APIError, BadRequest, ContextLengthExceeded
 from . import anthropic_wire as wire
 from .core import arguments_object, document, new_id
 from .wire import parse_wire
@@ -49,7 +49,10 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 @bp.errorhandler(APIError)
 async def api_error(error: APIError):
-    return Response(orjson.dumps(error_body(error.status, error.message)), status=error.status,
+    message = error.message
+    if isinstance(error, ContextLengthExceeded):  # the exact words Claude Code matches before it compacts
+        message = f"prompt is too long: {error.prompt_tokens} tokens > {error.limit} maximum"
+    return Response(orjson.dumps(error_body(error.status, message)), status=error.status,
                     content_type="application/json", headers=error.headers)
 
 

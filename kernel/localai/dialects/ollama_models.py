@@ -18,9 +18,10 @@ from quart import Blueprint, Response
 from werkzeug.exceptions import HTTPException
 
 from ..api.common import json_body, state
+from ..backends.options import context_size
 from ..chat.capabilities import model_capabilities
 from ..chat.models import find_model, model_usecases
-from ..errors import APIError, BadRequest, NotFound
+from ..errors import APIError, BadRequest, ContextLengthExceeded, NotFound
 
 bp = Blueprint("dialect_ollama_models", __name__)
 OLLAMA_VERSION = "0.12.6"  # the Ollama API level these routes follow (clients compare versions)
@@ -28,7 +29,11 @@ NDJSON = "application/x-ndjson"
 
 
 async def api_error(error: APIError):
-    return Response(orjson.dumps({"error": error.message}), status=error.status, content_type="application/json",
+    message = error.message
+    if isinstance(error, ContextLengthExceeded):  # Ollama's words, with the numbers
+        message = (f"the input length exceeds the context length ({error.prompt_tokens} tokens > {error.limit} "
+                   "maximum); raise context_size in the model's YAML")
+    return Response(orjson.dumps({"error": message}), status=error.status, content_type="application/json",
                     headers=error.headers)
 
 
@@ -117,12 +122,14 @@ async def show():
     config = find_config(model_arg(body))
     facts = model_facts(config)
     params = config.parameters
+    context = context_size(config, state().settings)
     lines = [f"{key} {value}" for key, value in (("temperature", params.temperature), ("top_p", params.top_p),
-                                                  ("top_k", params.top_k), ("num_ctx", config.context_size))
+                                                  ("top_k", params.top_k), ("num_ctx", context or None))
              if value is not None] + [f'stop "{stop}"' for stop in config.stopwords]
-    info = {"general.architecture": facts["details"]["family"], "general.basename": config.name}
-    if config.context_size:
-        info["context_length"] = config.context_size
+    family = facts["details"]["family"]
+    info: dict[str, Any] = {"general.architecture": family, "general.basename": config.name}
+    if context:  # Ollama's key is "<architecture>.context_length"
+        info[f"{family}.context_length"] = info["context_length"] = context
     return Response(orjson.dumps({
         "modelfile": f"FROM {config.parameters.model}\n", "parameters": "\n".join(lines),
         "template": config.template.chat or "", "details": facts["details"], "model_info": info,
@@ -148,7 +155,7 @@ async def ps():
         until = time.time() + (10 * 365 * 86400 if left is None else left)
         models.append({"name": tagged(model.name), "model": tagged(model.name), "size": facts["size"],
                        "digest": facts["digest"], "details": facts["details"], "size_vram": 0,
-                       "context_length": model.config.context_size or 0,
+                       "context_length": context_size(model.config, state().settings),
                        "expires_at": datetime.fromtimestamp(until, timezone.utc).isoformat().replace("+00:00", "Z")})
     return Response(orjson.dumps({"models": models}), content_type="application/json")
 

@@ -6,7 +6,9 @@ Knobs (``options:`` of the model, sent as ``ModelOptions.Options`` ``"key:value"
 ``load_log:PATH`` (append ``"<pid> <Model>"`` per LoadModel call), ``load_delay:S``,
 ``token_delay:S`` (between streamed words), ``dim:N`` (embedding size, default 8),
 ``free_log:PATH`` (append ``"<pid> free"`` per Free call), ``request_log:PATH`` (append
-``"<pid> predict"`` per Predict/PredictStream call, to see which process served a request). A Model/ModelFile containing
+``"<pid> predict"`` per Predict/PredictStream call, to see which process served a request). With a
+``ContextSize`` (the model's ``context_size``), words stand for tokens: a prompt of more words is
+INVALID_ARGUMENT in llama.cpp's words, and the reply is cut to the words left. A Model/ModelFile containing
 ``fail-load`` is refused. Env ``ECHO_HEALTH_DELAY=S`` delays serving at start.
 Input triggers: ``CRASH_NOW`` (exit 3 before replying), ``CRASH_MIDSTREAM`` (exit 3 after two
 streamed words), ``SIGILL_NOW`` (dies of SIGILL, as native code built for another CPU does),
@@ -75,6 +77,7 @@ class EchoBackend(backend_pb2_grpc.BackendServicer):
     def __init__(self) -> None:
         self.model = ""
         self.options: dict[str, str] = {}
+        self.context = 0
         self._lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -91,7 +94,7 @@ class EchoBackend(backend_pb2_grpc.BackendServicer):
         if "fail-load" in request.ModelFile or "fail-load" in request.Model:
             return pb.Result(success=False, message=f"echo: refusing to load {name}")
         with self._lock:
-            self.model, self.options = request.Model, opts
+            self.model, self.options, self.context = request.Model, opts, request.ContextSize
         return pb.Result(success=True, message="loaded")
 
     def Free(self, request, context):
@@ -124,9 +127,15 @@ class EchoBackend(backend_pb2_grpc.BackendServicer):
             if stop and stop in reply:
                 reply = reply[: reply.index(stop)]
         words = reply.split()
+        prompt_tokens = len(text.split())
+        if self.context and prompt_tokens > self.context:  # as llama.cpp's server answers
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request ({prompt_tokens} tokens) exceeds the available "
+                          f"context size ({self.context} tokens), try increasing it")
         if request.Tokens > 0:
             words = words[: request.Tokens]
-        return words, len(text.split())
+        if self.context:
+            words = words[: self.context - prompt_tokens]
+        return words, prompt_tokens
 
     def Predict(self, request, context):
         words, prompt_tokens = self._prepare(request, context)
