@@ -121,3 +121,16 @@ def test_namespace_functions_key_variant(client):
     response = client.responses.create(model="echo", input="CALL_TOOL", tools=[variant])
     (call,) = response.output
     assert (call.name, call.namespace) == ("find", "crm")
+
+
+def test_allowed_tools_narrows_what_is_offered(client, dialect_server):
+    choice = {"type": "allowed_tools", "mode": "required",
+              "tools": [{"type": "namespace", "name": "mcp__docs__"}, {"type": "web_search"}]}
+    response = client.responses.create(model="echo", input="x", tools=[function("exec_command"), NAMESPACE, HOSTED],
+                                       tool_choice=choice)
+    (call,) = response.output
+    assert (call.name, call.namespace) == ("lookup", "mcp__docs__")
+    only_hosted = {**choice, "tools": [{"type": "web_search"}]}
+    bad = httpx.post(dialect_server.url("/v1/responses"), timeout=30, json={
+        "model": "echo", "input": "x", "tools": [function("exec_command"), HOSTED], "tool_choice": only_hosted})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "tool_choice.tools"

@@ -121,9 +121,9 @@ def chat_body(req: wire.CreateRequest, history: list[dict[str, Any]], new: list[
                         ("parallel_tool_calls", "parallel_tool_calls"), ("top_k", "top_k"), ("seed", "seed")):
         if getattr(req, key) is not None:
             out[target] = getattr(req, key)
+    choice = chat_tool_choice(req, plan)  # first: allowed_tools narrows the plan's tools
     if plan.tools:
         out["tools"] = plan.tools
-    choice = chat_tool_choice(req, plan)
     if choice is not None and (plan.tools or choice == "none"):
         out["tool_choice"] = choice
     fmt = req.format

@@ -14,6 +14,8 @@ Codex that send more than function tools.
   ``shell``, ``apply_patch``). They are not offered to the model; the response names them in the
   ``X-LocalAI-Tools-Dropped`` header (``type`` or ``type:name``, comma-separated) and the server
   logs them. A ``tool_choice`` that requires one of them is a 400 naming it.
+- ``tool_choice: {"type": "allowed_tools", "mode", "tools"}`` keeps only the listed function and
+  namespace tools (the others listed are ignored, as they are not offered) and chooses ``mode``.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ def chat_tool_choice(req: wire.CreateRequest, plan: ToolPlan) -> str | dict[str,
             raise BadRequest("tool_choice: 'required' but no tool this server can run was given "
                              f"(not offered: {', '.join(plan.dropped)})", param="tool_choice")
         return choice
+    if choice.type == "allowed_tools":
+        return allowed(choice, plan)
     if choice.type == "function":
         offered = joined(choice.namespace, choice.name) if choice.namespace else choice.name
         if offered not in plan.names:
@@ -117,3 +121,23 @@ def chat_tool_choice(req: wire.CreateRequest, plan: ToolPlan) -> str | dict[str,
     named = f"{choice.type}:{choice.name}" if choice.name else choice.type
     raise BadRequest(f"tool_choice: requires the tool {named!r}, which this server cannot run "
                      "(it runs function and namespace tools only)", param="tool_choice")
+
+
+def allowed(choice: wire.ToolChoice, plan: ToolPlan) -> str:
+    """``allowed_tools``: the offered tools narrowed to the listed ones; its ``mode`` is the choice."""
+    keep: set[str] = set()
+    for tool in choice.tools or ():
+        if not isinstance(tool, dict) or tool.get("type") not in ("function", "namespace"):
+            continue
+        name, namespace = tool.get("name"), tool.get("namespace")
+        keep |= {offered for offered, (fn, ns) in plan.names.items()
+                 if (tool["type"] == "namespace" and ns == name) or (fn == name and ns == namespace)}
+    plan.tools = [t for t in plan.tools if t["function"]["name"] in keep]
+    plan.names = {k: v for k, v in plan.names.items() if k in keep}
+    mode = choice.mode or "auto"
+    if mode not in ("auto", "required"):
+        raise BadRequest(f"tool_choice.mode: must be 'auto' or 'required', not {mode!r}", param="tool_choice.mode")
+    if mode == "required" and not plan.tools:
+        raise BadRequest("tool_choice: 'allowed_tools' requires a tool, but none of them is a function or namespace "
+                         "tool this server can run", param="tool_choice.tools")
+    return mode

@@ -142,6 +142,8 @@ class ToolChoice(EchoedModel):
     type: str
     name: str = ""
     namespace: str | None = None
+    mode: str | None = None  # allowed_tools
+    tools: list[Any] | None = None  # allowed_tools
 
 
 class TextFormat(EchoedModel):
