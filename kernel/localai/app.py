@@ -55,7 +55,8 @@ def error_response(error: APIError) -> Response:
 def create_app(settings: Settings, host: PluginHost | None = None) -> Quart:
     """Build the app: load plugins and model configs, register routes and lifecycle hooks."""
     host = host or PluginHost(settings)
-    registry = ModelRegistry(settings.models_path, host.model_configs(), data_path=settings.data_path)
+    registry = ModelRegistry(settings.models_path, host.model_configs(), data_path=settings.data_path,
+                             fallback=settings.model_fallback)
     scratch = Path(tempfile.mkdtemp(prefix="localai-"))  # 0700, removed at shutdown
     outputs = scratch / "backend-output"  # backends write only in here, one fresh directory per request
     outputs.mkdir(mode=0o700)

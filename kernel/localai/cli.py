@@ -66,6 +66,8 @@ cli.add_command(plugins)
               help="Where llama.cpp backends save prompt KV across unloads [<models>/.kv-cache].")
 @click.option("--kv-cache-size", envvar="LOCALAI_KV_CACHE_SIZE",
               help="How much the KV cache dir may hold, e.g. 4GB; 0 turns it off [4GB].")
+@click.option("--model-fallback", envvar="LOCALAI_MODEL_FALLBACK", metavar="NAME",
+              help="Answer requests for unknown model names (claude-*, gpt-*) with model NAME [off: a 404].")
 @click.argument("models_to_run", metavar="[MODEL|URI]...", nargs=-1)
 def run(models_to_run, **options):
     """Start the API server (installing the named models first when missing)."""

@@ -142,6 +142,7 @@ class Settings:
     data_path: Path | None = None  # server state: install ledger, stored responses [<models>/.localai-data]
     responses_store_max: int = 1000  # stored Responses kept (the oldest go first)
     responses_store_ttl: float = 30 * 86400  # seconds a stored Response is kept
+    model_fallback: str = ""  # the model that answers unknown model names ("": unknown names are a 404)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -209,6 +210,7 @@ class Settings:
             data_path=optional_path("LOCALAI_DATA_PATH"),
             responses_store_max=int(env_number("LOCALAI_RESPONSES_STORE_MAX", 1000)),
             responses_store_ttl=env_number("LOCALAI_RESPONSES_STORE_TTL", 30 * 86400),
+            model_fallback=(os.environ.get("LOCALAI_MODEL_FALLBACK") or "").strip(),
         )
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)

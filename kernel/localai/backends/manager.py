@@ -60,7 +60,8 @@ class ModelManager:
     # -- resolution ---------------------------------------------------------------------
 
     def config(self, name: str) -> ModelConfig:
-        config = self.registry.get(name)
+        """The config of model ``name``: its name, an alias, else the server's fallback model (404 without)."""
+        config = self.registry.resolve(name)
         if config is None:
             raise ModelNotFound(name)
         return config
@@ -92,7 +93,7 @@ class ModelManager:
         self.admission.check_cooldown(config.name)
         await self.admission.enter(config)
         try:
-            model = await self.get(name)
+            model = await self.get(config.name)
         except BaseException:
             self.admission.leave(config.name)
             raise
@@ -133,6 +134,7 @@ class ModelManager:
 
     async def get(self, name: str) -> LoadedModel:
         """The loaded model ``name``, starting and loading its backend if needed (once)."""
+        name = self.config(name).name  # an alias or the fallback: the model it names, loaded once
         model = self.loaded.get(name)
         if model is not None and not model.crashed:
             return model

@@ -50,8 +50,9 @@ def untagged(registry: Any, name: str) -> str:
 
 
 def find_model(registry: Any, name: str) -> ModelConfig | None:
-    """The config named ``name`` or, tag stripped (see :func:`untagged`), None when there is none."""
-    return registry.get(untagged(registry, name))
+    """The config named ``name`` (an alias, the fallback model; see ``ModelRegistry.resolve``) or, tag
+    stripped (see :func:`untagged`), None when there is none."""
+    return registry.resolve(untagged(registry, name))
 
 
 def model_for(app_state: Any, requested: str | None, usecase: str, *, strip_tag: bool = False) -> ModelConfig:

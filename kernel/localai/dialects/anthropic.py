@@ -3,10 +3,13 @@
 tools built on it (``ANTHROPIC_BASE_URL=http://127.0.0.1:8080``).
 
 In: ``system`` (string or text blocks), ``messages`` with ``text``, ``image``, ``tool_use`` and
-``tool_result`` blocks, ``max_tokens``, ``stop_sequences``, ``temperature``, ``top_p``, ``top_k``,
+``tool_result`` blocks (``role: "system"`` messages among them are appended to ``system``, in
+order), ``max_tokens``, ``stop_sequences``, ``temperature``, ``top_p``, ``top_k``,
 ``tools`` (``input_schema``), ``tool_choice`` (``auto``, ``any``, ``tool``, ``none``,
 ``disable_parallel_tool_use``), ``output_format`` / ``output_config.format`` (``json_schema``),
-``stream``. Out: a ``message`` with ``text`` and ``tool_use`` blocks, ``stop_reason``
+``stream``; ``thinking``, ``context_management``, ``output_config.effort``, ``?beta=true`` and
+``anthropic-beta`` headers are accepted and change nothing. Out: a ``message`` with ``text`` and
+``tool_use`` blocks, ``stop_reason``
 (``end_turn``, ``max_tokens``, ``stop_sequence``, ``tool_use``) and ``usage``; streamed as
 Anthropic's events. The request is parsed with :mod:`.anthropic_wire`. Errors are
 ``{"type": "error", "error": {"type", "message"}}``.
@@ -89,11 +92,24 @@ def image_part(block: wire.ImageBlock, where: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+def system_prompt(req: wire.MessagesRequest) -> str:
+    """``system``, then the text of each ``role: "system"`` message in ``messages``, in order; one
+    with ``clear_at: next_user_message`` only until a later user message exists."""
+    texts = [text_of(req.system, "system")]
+    last_user = max((i for i, m in enumerate(req.messages) if m.role == "user"), default=-1)
+    for i, message in enumerate(req.messages):
+        if message.role == "system" and not (message.clear_at == "next_user_message" and i < last_user):
+            texts.append(text_of(message.content, f"messages.{i}.content"))
+    return "\n\n".join(text for text in texts if text)
+
+
 def chat_messages(messages: list[wire.Message]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         where = f"messages.{i}"
         role, content = message.role, message.content
+        if role == "system":
+            continue  # in the system prompt (system_prompt)
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             continue
@@ -135,7 +151,7 @@ TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 def chat_body(req: wire.MessagesRequest) -> dict[str, Any]:
     """The OpenAI chat body for a parsed Anthropic Messages request."""
     messages = chat_messages(req.messages)
-    system = text_of(req.system, "system")
+    system = system_prompt(req)
     if system:
         messages.insert(0, {"role": "system", "content": system})
     out: dict[str, Any] = {"model": req.model, "messages": messages}

@@ -1,7 +1,10 @@
 """Anthropic's Messages request (``POST /v1/messages``, ``/v1/messages/count_tokens``) as pydantic
-models. Fields the kernel does not use (``thinking``, ``metadata``, ``service_tier``, cache
-controls, ...) are accepted; block types it cannot map parse as :class:`OtherBlock` so that the
-adapter can say which type, in which message, it refuses."""
+models, as the ``anthropic`` SDK's params types (beta ones included) describe it. Fields the kernel
+does not use (``thinking`` in each form, ``context_management``, ``output_config.effort``,
+``metadata``, ``service_tier``, cache controls, ...) are accepted; block types it cannot map parse as
+:class:`OtherBlock` so that the adapter can say which type, in which message, it refuses.
+``role: "system"`` messages (Claude Code puts its environment block in one) are allowed anywhere in
+``messages``; the adapter folds them into the system prompt."""
 
 from __future__ import annotations
 
@@ -77,14 +80,22 @@ ToolResultBlock.model_rebuild()
 
 
 class Message(WireModel):
-    role: Literal["user", "assistant"]
-    content: str | list[Block]
+    role: Literal["user", "assistant", "system"]
+    content: str | list[Block] = ""  # required but in system messages (checked below)
+    clear_at: Literal["next_user_message", "never"] | None = None  # system messages (beta)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _content_required(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("role") != "system" and "content" not in data:
+            raise one_of_error("content: Field required")
+        return data
 
     @field_validator("role", mode="before")
     @classmethod
     def _role(cls, value: Any) -> Any:
-        if value not in ("user", "assistant"):
-            raise one_of_error("must be 'user' or 'assistant'")
+        if value not in ("user", "assistant", "system"):
+            raise one_of_error("must be 'user', 'assistant' or 'system'")
         return value
 
     @field_validator("content", mode="before")
@@ -118,6 +129,15 @@ class OutputConfig(WireModel):
     effort: str | None = None
 
 
+class ThinkingConfig(WireModel):
+    """``thinking``: ``enabled`` (``budget_tokens``), ``disabled``, ``adaptive``, ``between_tools``;
+    ``display`` (``summarized``, ``omitted``). Accepted and not used yet: no reasoning is produced."""
+
+    type: str
+    budget_tokens: int | None = None
+    display: str | None = None
+
+
 class MessagesRequest(WireModel):
     model: str = Field(min_length=1)
     max_tokens: int = Field(ge=1)
@@ -133,7 +153,8 @@ class MessagesRequest(WireModel):
     output_format: OutputFormat | None = None
     output_config: OutputConfig | None = None
     # accepted, not used by the kernel (yet)
-    thinking: dict[str, Any] | None = None
+    thinking: ThinkingConfig | None = None
+    context_management: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     service_tier: str | None = None
 

@@ -70,6 +70,7 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     name: str
+    aliases: list[str] = Field(default_factory=list)  # other names the model answers to
     backend: str = ""
     description: str = ""
     parameters: Parameters = Field(default_factory=Parameters)

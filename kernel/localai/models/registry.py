@@ -1,5 +1,8 @@
 """ModelRegistry: the model configs from the models directory and from plugins.
 
+A model answers to its ``name`` and to its ``aliases:``; with a server-wide ``fallback`` (off by
+default) :meth:`ModelRegistry.resolve` answers any other name with that model.
+
 Each config carries its provenance (:mod:`.provenance`): the operator's (plugin configs, YAML the
 operator put in the models directory) or an install's (any YAML an install's ledger record names).
 An install's config is held to the operator-only rules of :mod:`localai.trust` whenever it is
@@ -45,8 +48,11 @@ class ModelRegistry:
     """Knows every model config; re-reads the models directory when it changes."""
 
     def __init__(self, models_path: Path, plugin_configs: Iterable[tuple[str, dict[str, Any]]] = (),
-                 ledger: Ledger | None = None, data_path: Path | None = None):
+                 ledger: Ledger | None = None, data_path: Path | None = None, fallback: str = ""):
         self.models_path = models_path
+        self.fallback = fallback
+        self._fallen_back: set[str] = set()  # names already logged as answered by the fallback
+        self._aliases: dict[str, str] = {}
         self.ledger = ledger or Ledger(default_data_path(models_path, data_path), models_path)
         self._plugin_configs = list(plugin_configs)
         self._configs: dict[str, ModelConfig] = {}
@@ -94,7 +100,25 @@ class ModelRegistry:
         for item in broken:
             log.error("model config %s is broken: %s", item.source, item.error)
         self._configs, self.broken = configs, broken
+        self._aliases = self._collect_aliases(configs)
         return True
+
+    @staticmethod
+    def _collect_aliases(configs: dict[str, ModelConfig]) -> dict[str, str]:
+        """alias → model name; an alias that is another model's name, or another model's alias too,
+        is logged and ignored."""
+        aliases: dict[str, str] = {}
+        for config in sorted(configs.values(), key=lambda c: c.name):
+            for alias in config.aliases:
+                if alias == config.name:
+                    continue
+                owner = alias if alias in configs else aliases.get(alias)
+                if owner is not None and owner != config.name:
+                    log.error("model %r: alias %r ignored, it already names model %r (%s)", config.name, alias,
+                              owner, config.source)
+                    continue
+                aliases[alias] = config.name
+        return aliases
 
     @staticmethod
     def _add(configs: dict, broken: list, raw: Any, source: str, provenance: str = OPERATOR) -> None:
@@ -121,11 +145,31 @@ class ModelRegistry:
             return
         configs[config.name] = config
 
-    def get(self, name: str) -> ModelConfig | None:
-        """The config called ``name``, re-reading the directory once if it is unknown."""
+    def _lookup(self, name: str) -> ModelConfig | None:
         config = self._configs.get(name)
+        if config is None and name in self._aliases:
+            config = self._configs.get(self._aliases[name])
+        return config
+
+    def get(self, name: str) -> ModelConfig | None:
+        """The config called ``name`` (or aliased so), re-reading the directory once if it is unknown."""
+        config = self._lookup(name)
         if config is None and self.refresh():
-            config = self._configs.get(name)
+            config = self._lookup(name)
+        return config
+
+    def resolve(self, name: str) -> ModelConfig | None:
+        """:meth:`get`, else the fallback model's config (each such name logged once), else None."""
+        config = self.get(name)
+        if config is not None or not self.fallback:
+            return config
+        config = self.get(self.fallback)
+        if name not in self._fallen_back and len(self._fallen_back) < 1000:  # bounded: names come from clients
+            self._fallen_back.add(name)
+            if config is None:
+                log.error("unknown model %r: the fallback model %r is not installed either", name, self.fallback)
+            else:
+                log.info("unknown model %r answered by the fallback model %r", name, config.name)
         return config
 
     def all(self) -> list[ModelConfig]:
