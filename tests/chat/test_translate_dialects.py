@@ -8,7 +8,7 @@ import pytest
 
 from localai.chat.body import ChatCompletionRequest, parse
 from localai.chat.request import chat_request
-from localai.dialects import anthropic, anthropic_wire, ollama, ollama_wire, responses, responses_wire
+from localai.dialects import anthropic, anthropic_wire, ollama, ollama_wire, responses, responses_tools, responses_wire
 from localai.dialects.wire import parse_wire
 from localai.errors import BadRequest
 from localai.request_limits import MAX_MESSAGES, MAX_STOP_SEQUENCES, MAX_TOOLS, LimitExceeded
@@ -62,8 +62,8 @@ USER = [{"role": "user", "content": "x"}]
 @pytest.mark.parametrize("body, message", [
     ({"model": "m", "messages": USER}, r"^max_tokens: Field required$"),
     ({"max_tokens": 1, "messages": USER}, r"^model: Field required$"),
-    ({"model": "m", "max_tokens": 1, "messages": [{"role": "system", "content": "x"}]},
-     r"^messages\.0\.role: must be 'user' or 'assistant'$"),
+    ({"model": "m", "max_tokens": 1, "messages": [{"role": "tool", "content": "x"}]},
+     r"^messages\.0\.role: must be 'user', 'assistant' or 'system'$"),
     ({"model": "m", "max_tokens": 1, "messages": [USER[0], {"role": "user", "content": 5}]},
      r"^messages\.1\.content: expected a string or a list of content blocks$"),
     ({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
@@ -199,7 +199,8 @@ def test_responses_request_becomes_the_neutral_request():
             {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
             {"type": "function_call_output", "call_id": "c1", "output": "done"},
             {"role": "user", "content": "more"}]})
-    req = neutral(responses.chat_body(parsed, [], responses.input_messages(parsed.input)))
+    plan = responses_tools.plan_tools(parsed)
+    req = neutral(responses.chat_body(parsed, [], responses.input_messages(parsed.input), plan))
     assert [m.role for m in req.messages] == ["system", "user", "assistant", "tool", "user"]
     assert req.messages[2].tool_calls[0].id == "c1" and req.messages[3].tool_call_id == "c1"
     assert req.max_tokens == 8 and req.tool_choice == {"type": "function", "function": {"name": "f"}}
@@ -217,8 +218,8 @@ def test_responses_request_becomes_the_neutral_request():
      r"^input\.0\.role: Input should be 'user', 'assistant', 'system' or 'developer'$"),
     ({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
      r"^input\.0\.content: content parts of type 'input_file' are not supported$"),
-    ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]},
-     r"^tools: only function tools are supported, not 'web_search'$"),
+    ({"model": "m", "input": "x", "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}},
+     r"^tool_choice: requires the tool 'web_search', which this server cannot run"),
     ({"model": "m", "input": "x", "text": {"format": {"type": "xml"}}}, r"^text\.format\.type: Input should be"),
     ({"model": "m", "input": "x", "store": "maybe"}, r"^store: Input should be a valid boolean"),
     ({"model": "m", "input": []}, r"^input: at least one input item is required$"),
@@ -226,7 +227,7 @@ def test_responses_request_becomes_the_neutral_request():
 def test_responses_bad_requests_name_the_field(body, message):
     with pytest.raises(BadRequest, match=message):
         parsed = responses_request(body)
-        responses.chat_body(parsed, [], responses.input_messages(parsed.input))
+        responses.chat_body(parsed, [], responses.input_messages(parsed.input), responses_tools.plan_tools(parsed))
 
 
 def test_responses_limits_are_checked_before_the_body_is_parsed():
@@ -236,7 +237,8 @@ def test_responses_limits_are_checked_before_the_body_is_parsed():
 
 def responses_stream(events):
     req = responses_request({"model": "m", "store": False})
-    return wire(responses.stream(ScriptedTurn(events), req, "resp_1", 1, "m", [], [], None, None))
+    plan = responses_tools.plan_tools(req)
+    return wire(responses.stream(ScriptedTurn(events), req, plan, "resp_1", 1, "m", [], [], None, None))
 
 
 def test_responses_events_become_typed_events():
