@@ -10,14 +10,12 @@ non-conforming body (a verbatim HTTP upstream) opts out with ``@pytest.mark.open
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Callable
 
 import pytest
 
-try:
-    from tests import openapi_wire
-except ImportError:  # an env without the [test] extra's jsonschema-rs (tox -e wheels): nothing checked
-    openapi_wire = None
+from tests import openapi_wire
 
 
 def pytest_configure(config):
@@ -111,11 +109,11 @@ def _openai_wire_recorder():
     """Wraps the HTTP clients' transports for the whole session; yields the list of problems found."""
     found: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("httpx", "httpx2") if openapi_wire is not None else ():
-            try:
-                record(patch, importlib.import_module(name), found)
-            except ImportError:
-                pass
+        # httpx (the tests' own requests) and httpx2 (the openai SDK's); an env may have only one
+        clients = [name for name in ("httpx", "httpx2") if importlib.util.find_spec(name) is not None]
+        assert clients, "neither httpx nor httpx2 is installed: no OpenAI-route response would be checked"
+        for name in clients:
+            record(patch, importlib.import_module(name), found)
         yield found
 
 
