@@ -14,7 +14,7 @@ import pytest
 
 from localai.request_limits import MAX_MESSAGES, MAX_SCHEMA_DEPTH, MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, MAX_TOOLS
 from localai.testing.server import LocalAIServer
-from tests.dialects.helpers import dialect_models, tool_backend_script
+from tests.dialects.helpers import dialect_models, tool_backend_env
 
 USER = [{"role": "user", "content": "one two three four five six"}]
 
@@ -23,8 +23,7 @@ USER = [{"role": "user", "content": "one two three four five six"}]
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("dos")
     dialect_models(root / "models")
-    env = {"LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{tool_backend_script(root / 'backend')}",
-           "LOCALAI_GALLERIES": "[]", "LOCALAI_BACKEND_GALLERIES": "[]"}
+    env = tool_backend_env(root)
     with LocalAIServer(root / "models", env=env, cwd=root) as srv:
         # load the model first: the timings below are of the requests, not of a backend starting
         assert post(srv, "/v1/chat/completions", {"model": "echo", "messages": USER}).status_code == 200

@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 
 from localai.testing.server import LocalAIServer
-from tests.dialects.helpers import dialect_models, tool_backend_script
+from tests.dialects.helpers import dialect_models, tool_backend_env
 
 
 @pytest.fixture(scope="session")
 def dialect_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("dialects")
     dialect_models(root / "models")
-    env = {"LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{tool_backend_script(root / 'backend')}",
-           "LOCALAI_GALLERIES": "[]", "LOCALAI_BACKEND_GALLERIES": "[]"}
+    env = tool_backend_env(root)
     with LocalAIServer(root / "models", env=env, cwd=root) as srv:
         yield srv

@@ -20,6 +20,12 @@ def tool_backend_script(directory: Path) -> Path:
     return script
 
 
+def tool_backend_env(root: Path, **extra: str) -> dict[str, str]:
+    """A server env serving ``tool_backend.py`` as the ``echo`` backend, with no galleries."""
+    return {"LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{tool_backend_script(root / 'backend')}",
+            "LOCALAI_GALLERIES": "[]", "LOCALAI_BACKEND_GALLERIES": "[]", **extra}
+
+
 def dialect_models(models: Path) -> None:
     write_model(models, "echo", capabilities=CAPS)
     write_model(models, "echo-slow", options=["token_delay:0.01"], capabilities=CAPS)

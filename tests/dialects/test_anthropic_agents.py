@@ -12,7 +12,7 @@ import pytest
 
 from localai.testing.server import LocalAIServer
 from tests.dialects.claude_code_request import first_request
-from tests.dialects.helpers import CAPS, tool_backend_script
+from tests.dialects.helpers import CAPS, tool_backend_env
 from tests.kernel_helpers import write_model
 
 BETAS = ["claude-code-20250219", "interleaved-thinking-2025-05-14", "context-management-2025-06-27",
@@ -106,8 +106,7 @@ def start(tmp_path, *, env=None, args=()) -> LocalAIServer:
     models = tmp_path / "models"
     write_model(models, "echo", capabilities=CAPS, aliases=["claude-sonnet-4-5", "gpt-4o", "echo"])
     write_model(models, "other", capabilities=CAPS, aliases=["echo", "gpt-4o", "other-name"])
-    env = {"LOCALAI_EXTERNAL_GRPC_BACKENDS": f"echo:{tool_backend_script(tmp_path / 'backend')}",
-           "LOCALAI_GALLERIES": "[]", "LOCALAI_BACKEND_GALLERIES": "[]", **(env or {})}
+    env = tool_backend_env(tmp_path, **(env or {}))
     return LocalAIServer(models, env=env, args=list(args), cwd=tmp_path).start()
 
 
